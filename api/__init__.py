@@ -1,0 +1,1 @@
+"""The read API: GET over the published view tables."""

@@ -1,0 +1,24 @@
+"""The `mirador` console script: one sub-command group per part of the pipeline."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from cdc.cli import stack
+
+
+@click.group()
+@click.version_option(package_name="mirador")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug lines.")
+def main(verbose: bool) -> None:
+    """mirador: a CQRS read side for microservices, built from change data capture."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+main.add_command(stack)

@@ -1,0 +1,1 @@
+"""The command side: write services that accept commands only."""

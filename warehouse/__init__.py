@@ -1,0 +1,1 @@
+"""The warehouse: Kafka change topics into DuckDB, built into view tables and published."""
