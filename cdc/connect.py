@@ -131,6 +131,30 @@ def delete(settings: StackSettings, name: str) -> None:
         raise StackError(f"Kafka Connect could not delete connector {name}: {response.text}")
 
 
+def reset(settings: StackSettings, name: str, config: dict[str, str]) -> None:
+    """Delete a connector together with its stored source offsets (Connect keeps those otherwise).
+
+    A connector re-created under the same name resumes from its old offsets; after its slot is
+    dropped that fails. Offsets can only be deleted while the connector exists and is STOPPED, so a
+    missing one is first created stopped.
+    """
+    with client(settings) as http:
+        if http.get(f"/connectors/{name}").status_code == 404:
+            http.post("/connectors", json={"name": name, "config": config, "initial_state": "STOPPED"}
+                      ).raise_for_status()
+        else:
+            http.put(f"/connectors/{name}/stop").raise_for_status()
+        deadline = time.monotonic() + 30
+        while status(settings, name)["connector"]["state"] != "STOPPED":
+            if time.monotonic() > deadline:
+                raise StackError(f"connector {name} did not stop within 30s")
+            time.sleep(0.25)
+        response = http.delete(f"/connectors/{name}/offsets")
+        if response.status_code >= 400:
+            raise StackError(f"Kafka Connect could not delete the offsets of {name}: {response.text}")
+    delete(settings, name)
+
+
 def status(settings: StackSettings, name: str) -> dict:
     with client(settings) as http:
         response = http.get(f"/connectors/{name}/status")

@@ -259,20 +259,20 @@ def stop(settings: StackSettings) -> bool:
 
 # -- Service databases -----------------------------------------------------------------------------
 
-def bootstrap(settings: StackSettings) -> None:
+def bootstrap(settings: StackSettings, services: tuple[str, ...] = SERVICES) -> None:
     """Idempotently create each service's role and database, the Debezium role and the publications."""
     service_pw = settings.pg_service_password.get_secret_value()
     cdc_pw = settings.cdc_password.get_secret_value()
     cdc = sql.Identifier(settings.cdc_user)
     with psycopg.connect(superuser_dsn(settings), autocommit=True) as conn:
         _ensure_role(conn, settings.cdc_user, cdc_pw, replication=True)
-        for service in SERVICES:
+        for service in services:
             _ensure_role(conn, service, service_pw)
             if not conn.execute(DATABASE_EXISTS, (service,)).fetchone():
                 conn.execute(sql.SQL("create database {} owner {}").format(
                     sql.Identifier(service), sql.Identifier(service)))
             conn.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(service), cdc))
-    for service in SERVICES:
+    for service in services:
         with psycopg.connect(superuser_dsn(settings, service), autocommit=True) as conn:
             _prepare_database(conn, service, cdc)
 

@@ -64,7 +64,7 @@ def up(settings: StackSettings, *, connectors: bool = True) -> Startup:
             startup.connectors = connect.register_all(settings)
             startup.started["connectors"] = time.monotonic() - t1
     except BaseException:
-        _stop(settings, list(startup.started))
+        stop_components(settings, list(startup.started))
         raise
     startup.total_seconds = time.monotonic() - t0
     return startup
@@ -72,10 +72,10 @@ def up(settings: StackSettings, *, connectors: bool = True) -> Startup:
 
 def down(settings: StackSettings) -> list[str]:
     """Stop the components this home started, newest first, by PID. Brought servers are left alone."""
-    return _stop(settings, ["connect", "kafka", "postgres"])
+    return stop_components(settings, ["connect", "kafka", "postgres"])
 
 
-def _stop(settings: StackSettings, names: list[str]) -> list[str]:
+def stop_components(settings: StackSettings, names: list[str]) -> list[str]:
     stoppers = {"connect": connect.stop, "kafka": kafka.stop, "postgres": postgres.stop}
     stopped = []
     for name in ("connect", "kafka", "postgres"):

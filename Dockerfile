@@ -1,0 +1,31 @@
+# The one image of mirador's Python parts. Every container of docker-compose.yml that runs our code
+# (the `register` job now; the write services, the pipeline and the read API later) is built from it
+# and differs only by its command: `mirador stack up`, `mirador load`, `mirador serve`, ...
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, read from pyproject.toml alone: this layer is rebuilt when they change,
+# not on every edit of the code. Every dependency ships manylinux wheels, so no compiler is needed.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Then the project itself (.dockerignore keeps tests, local state and virtualenvs out).
+COPY . .
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
+
+# Run as an unprivileged user; local state (MIRADOR_HOME) goes to a directory it owns.
+RUN useradd --create-home --uid 10001 --user-group mirador \
+    && install -d -o mirador -g mirador /var/lib/mirador
+ENV MIRADOR_HOME=/var/lib/mirador
+USER mirador
+
+CMD ["mirador", "--help"]

@@ -1,0 +1,253 @@
+"""Capture real Debezium messages into JSONL fixtures: `mirador stack capture` (`make fixtures`).
+
+A scratch database `fixtures`, prepared exactly like a service database and captured by a connector
+made from a service's config, takes a table of every column type the loader must decode through
+snapshot, insert, update (with an untouched TOASTed column), primary-key change, delete, truncate,
+a multi-row transaction and schema changes. Each step's messages, with their exact key, value and
+headers, go to `<out>/<step>.jsonl`; Postgres's own text of every row after each step goes to
+`<out>/expected_rows.json`, so tests can check the decoded values against the source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+
+from cdc import connect, postgres
+from cdc.config import StackSettings
+from cdc.errors import StackError
+
+log = logging.getLogger(__name__)
+
+DATABASE = "fixtures"
+TOPIC = f"{DATABASE}.public.all_types"
+TRANSACTION_TOPIC = f"{DATABASE}.transaction"
+HEARTBEAT_TOPIC = f"{DATABASE}.mirador.heartbeat"
+DEBEZIUM_HEARTBEAT_TOPIC = f"__debezium-heartbeat.{DATABASE}"
+
+SCHEMA_DDL = """
+create type mood as enum ('happy', 'sad', 'ok');
+create table all_types (
+    id            integer primary key,
+    small_col     smallint,
+    int_col       integer,
+    big_col       bigint,
+    num_col       numeric,
+    dec_col       numeric(12, 2),
+    text_col      text,
+    varchar_col   varchar(40),
+    bool_col      boolean,
+    date_col      date,
+    time_col      time,
+    ts_col        timestamp,
+    tstz_col      timestamptz,
+    interval_col  interval,
+    uuid_col      uuid,
+    json_col      jsonb,
+    tags          text[],
+    bytes_col     bytea,
+    mood_col      mood,
+    big_text      text
+);
+-- Out of line and uncompressed, so an update that leaves it alone sends Debezium's placeholder.
+alter table all_types alter column big_text set storage external;
+"""
+
+INSERT = """
+insert into all_types values (
+    %(id)s, %(small)s, %(int)s, %(big)s, %(num)s, %(dec)s, %(text)s, %(varchar)s, %(bool)s,
+    %(date)s, %(time)s, %(ts)s, %(tstz)s, %(interval)s, %(uuid)s, %(json)s, %(tags)s, %(bytes)s,
+    %(mood)s, %(big_text)s
+)
+"""
+
+
+def _row(id_: int, seed: int) -> dict:
+    """A row of edge values: negatives, high precision, microseconds, pre-1970, unicode, NULL in arrays."""
+    return {
+        "id": id_, "small": -32768 + seed, "int": 2147483647 - seed, "big": -9223372036854775808 + seed,
+        "num": f"-12345678901234567890.1234567890{seed}", "dec": f"-{seed}234567890.05",
+        "text": f"ünïcødé \"quoted\" line\nbreak {seed}", "varchar": f"varchar {seed}", "bool": seed % 2 == 0,
+        "date": f"19{60 + seed}-02-28", "time": f"23:59:59.12345{seed}",
+        "ts": f"1969-12-31 23:59:59.99999{seed}", "tstz": f"2026-03-29 01:30:00.12345{seed}+02",
+        "interval": f"1 year 2 mons {seed} days 04:05:06.789", "uuid": str(uuid.UUID(int=seed + 1)),
+        "json": json.dumps({"nested": {"list": [1, 2.5, None, "x"]}, "seed": seed}),
+        "tags": ["a", None, 'with "quote"', f"t{seed}"], "bytes": bytes([0, 255, seed % 256]),
+        "mood": ("happy", "sad", "ok")[seed % 3], "big_text": "".join(f"{i:05d}|" for i in range(2000)),
+    }
+
+
+NULL_ROW = {key: None for key in _row(0, 0)} | {"id": 2}
+
+STEPS: list[tuple[str, list[tuple[str, dict | None]], int]] = [
+    # (step, statements in one transaction, messages expected on the table topic)
+    ("insert", [(INSERT, _row(3, 3))], 1),
+    ("update_toast_unchanged", [("update all_types set text_col = 'changed', int_col = 7 where id = 3", None)], 1),
+    ("update", [("update all_types set big_text = repeat('z', 9000), dec_col = 0.10 where id = 3", None)], 1),
+    ("key_change", [("update all_types set id = 30 where id = 3", None)], 3),
+    ("delete", [("delete from all_types where id = 1", None)], 2),
+    ("transaction", [(INSERT, _row(4, 4)), (INSERT, _row(5, 5)),
+                     ("update all_types set small_col = 1 where id = 4", None)], 3),
+    ("add_column", [("alter table all_types add column note text default 'new'", None),
+                    (INSERT, _row(6, 6) | {"note": "added"})], 1),
+    ("widen_column", [("alter table all_types alter column int_col type bigint", None),
+                      (INSERT, _row(7, 7) | {"int": 9_000_000_000, "note": None})], 1),
+    ("truncate", [("truncate all_types", None)], 1),
+]
+
+
+def _insert_sql(params: dict) -> str:
+    if "note" in params:
+        return INSERT.replace("%(big_text)s\n)", "%(big_text)s, %(note)s\n)")
+    return INSERT
+
+
+def capture_fixtures(settings: StackSettings, out: Path) -> dict[Path, int]:
+    """Drive the table through every change kind and write what Debezium sent. Needs `stack up`."""
+    name = f"mirador-{DATABASE}"
+    config = connect.load_config(connect.connector_files(("customers",))[0], connect.placeholders(settings))
+    config |= {"name": name, "database.dbname": DATABASE, "topic.prefix": DATABASE,
+               "slot.name": f"mirador_{DATABASE}"}
+    _reset(settings, name, config)
+    try:
+        with psycopg.connect(postgres.service_dsn(settings, DATABASE), autocommit=True) as conn:
+            conn.execute(SCHEMA_DDL)
+            conn.execute(INSERT, _row(1, 1))
+            conn.execute(INSERT, NULL_ROW)
+            expected = {"snapshot": _rows(conn)}
+            connect.register(settings, config)
+            connect.wait_running(settings, name, settings.startup_timeout)
+            written: dict[Path, int] = {}
+            with _consumer(settings) as consumer:
+                snapshot = _drain(consumer, 2)
+                written[_write(out, "snapshot", snapshot)] = len(snapshot)
+                for step, statements, count in STEPS:
+                    with conn.transaction():
+                        for statement, params in statements:
+                            text = _insert_sql(params) if params else statement
+                            conn.execute(text, params)
+                    expected[step] = _rows(conn)
+                    messages = _drain(consumer, count)
+                    written[_write(out, step, messages)] = len(messages)
+                heartbeat = _drain(consumer, 1, topic=HEARTBEAT_TOPIC, timeout=30)
+                written[_write(out, "heartbeat", heartbeat)] = len(heartbeat)
+        (out / "expected_rows.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+        return written
+    finally:
+        _reset(settings, name, config)
+
+
+def _reset(settings: StackSettings, connector: str, config: dict[str, str]) -> None:
+    """Remove the connector with its offsets, its topics, its slot and the scratch database."""
+    connect.reset(settings, connector, config)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    topics = [t for t in admin.list_topics(timeout=10).topics
+              if t.startswith(f"{DATABASE}.") or t == DEBEZIUM_HEARTBEAT_TOPIC]
+    for future in admin.delete_topics(topics).values() if topics else []:
+        future.result()
+    with psycopg.connect(postgres.superuser_dsn(settings), autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while conn.execute("select 1 from pg_replication_slots where slot_name = %s and active",
+                           (f"mirador_{DATABASE}",)).fetchone():
+            if time.monotonic() > deadline:
+                raise StackError(f"slot mirador_{DATABASE} is still in use after its connector was deleted")
+            time.sleep(0.5)
+        conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = %s",
+                     (f"mirador_{DATABASE}",))
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
+    postgres.bootstrap(settings, services=(DATABASE,))
+
+
+def _rows(conn: psycopg.Connection) -> list[dict]:
+    """Postgres's own text for every column of every row, the truth decoded values are checked against."""
+    query = "select jsonb_object_agg(key, value) from all_types t, jsonb_each_text(to_jsonb(t)) group by t.id order by t.id"
+    return [row[0] for row in conn.execute(query)]
+
+
+def _consumer(settings: StackSettings) -> Consumer:
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": f"mirador-capture-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    consumer.subscribe([f"^{DATABASE}\\..*", DEBEZIUM_HEARTBEAT_TOPIC])
+    return consumer
+
+
+def _drain(consumer: Consumer, count: int, topic: str = TOPIC, timeout: float = 60) -> list[dict]:
+    """Messages until `count` arrived on `topic` and the END marker of each of their transactions."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        step = _of_step(messages, topic)
+        data = [m for m in step if m["topic"] == topic]
+        ended = {_tx(m) for m in step if m["topic"] == TRANSACTION_TOPIC and _payload(m)["status"] == "END"}
+        if len(data) >= count and {_tx(m) for m in data} <= ended | {None}:
+            return step
+        if time.monotonic() > deadline:
+            raise StackError(f"expected {count} messages on {topic} with their transactions' ends, "
+                             f"got {len(data)} in {timeout:.0f}s")
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                continue
+            raise StackError(f"consuming fixtures failed: {msg.error()}")
+        messages.append(_record(msg))
+
+
+def _of_step(messages: list[dict], topic: str) -> list[dict]:
+    """The step's messages on `topic`, with the BEGIN/END markers of their own transactions only.
+
+    Heartbeat action queries run transactions of their own every few seconds; those markers are noise.
+    """
+    data = [m for m in messages if m["topic"] == topic]
+    ids = {_tx(m) for m in data} - {None}
+    markers = [m for m in messages if m["topic"] == TRANSACTION_TOPIC and _tx(m) in ids]
+    if topic == HEARTBEAT_TOPIC:
+        data += [m for m in messages if m["topic"] == DEBEZIUM_HEARTBEAT_TOPIC][:1]
+    return sorted(markers + data, key=lambda m: (m["topic"], m["offset"]))
+
+
+def _tx(message: dict) -> str | None:
+    """The Postgres transaction id of a change or marker (Debezium ids are `txId:lsn`)."""
+    payload = _payload(message) or {}
+    tx_id = payload.get("id") if message["topic"] == TRANSACTION_TOPIC else (payload.get("transaction") or {}).get("id")
+    return tx_id.split(":")[0] if tx_id else None
+
+
+def _payload(message: dict) -> dict | None:
+    return json.loads(message["value"])["payload"] if message["value"] else None
+
+
+def _record(msg) -> dict:
+    def text(raw: bytes | None) -> str | None:
+        return None if raw is None else raw.decode("utf-8")
+
+    return {
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "timestamp": msg.timestamp()[1],
+        "headers": [[k, text(v)] for k, v in (msg.headers() or [])],
+        "key": text(msg.key()),
+        "value": text(msg.value()),
+    }
+
+
+def _write(out: Path, step: str, messages: list[dict]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{step}.jsonl"
+    path.write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages))
+    return path
