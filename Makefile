@@ -1,0 +1,35 @@
+# mirador: `make demo` runs the main job, `make test` passes the tests. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test fixtures down status clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "mirador needs Python 3.11+" or 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/mirador stack up
+	$(BIN)/mirador stack status
+
+test: install
+	$(BIN)/pytest
+
+fixtures: install
+	$(BIN)/mirador stack up
+	$(BIN)/mirador stack capture --out tests/fixtures/debezium
+
+status: install
+	$(BIN)/mirador stack status
+
+down: install
+	$(BIN)/mirador stack down
+
+clean: down
+	rm -rf .mirador
