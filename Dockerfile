@@ -10,12 +10,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, read from pyproject.toml alone: this layer is rebuilt when they change,
-# not on every edit of the code. Every dependency ships manylinux wheels, so no compiler is needed.
-COPY pyproject.toml ./
+# Dependencies first, read from pyproject.toml and pinned by constraints.txt (the versions CI tests):
+# this layer is rebuilt when they change, not on every edit of the code. Every dependency ships
+# manylinux wheels, so no compiler is needed.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the project itself (.dockerignore keeps tests, local state and virtualenvs out).
