@@ -97,6 +97,9 @@ class StackSettings(BaseSettings):
     maven: str = "mvn"
     """Maven executable that resolves the jars from Maven Central."""
 
+    maven_args: str = ""
+    """Extra Maven arguments, e.g. `-s mirror-settings.xml` behind a repository mirror."""
+
     startup_timeout: float = 120.0
     """Seconds each component may take to become healthy."""
 

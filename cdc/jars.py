@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,7 +64,7 @@ def resolve(settings: StackSettings, *, force: bool = False) -> Path:
     for profile, (out, extra) in targets.items():
         log.info("resolving %s jars from Maven Central (cached in ~/.m2 after the first time)", profile)
         cmd = [
-            settings.maven, "-B", "-q", "-f", str(POM), "-P", profile,
+            settings.maven, "-B", "-q", *shlex.split(settings.maven_args), "-f", str(POM), "-P", profile,
             "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={out}",
             *extra,
         ]

@@ -63,11 +63,13 @@ PUBLICATION_EXISTS = "select 1 from pg_publication where pubname = %s"
 
 def bin_dir(settings: StackSettings) -> Path:
     """The directory holding initdb and pg_ctl, preferring PostgreSQL 15."""
-    candidates = [settings.pg_bin_dir] if settings.pg_bin_dir else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("15/bin"))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    if found := shutil.which("initdb"):
-        candidates.append(Path(found).parent)
+    if settings.pg_bin_dir:  # named explicitly: no silent fallback to another installation
+        candidates = [settings.pg_bin_dir]
+    else:
+        candidates = sorted(Path("/usr/lib/postgresql").glob("15/bin"))
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        if found := shutil.which("initdb"):
+            candidates.append(Path(found).parent)
     for candidate in candidates:
         if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
             return candidate
