@@ -1,0 +1,84 @@
+"""Settings of the loader: where the warehouse file lives, which topics feed it, how big a batch gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mirador.home import default_home
+
+SERVICES = ("customers", "orders", "invoices", "inventory")
+"""The write services whose change topics the loader reads by default (as in `cdc.config`)."""
+
+
+def default_topics(services: tuple[str, ...] = SERVICES) -> list[str]:
+    """Every change, transaction and heartbeat topic of the services, as librdkafka-style regexes."""
+    names = "|".join(services)
+    return [rf"^({names})\..+", rf"^__debezium-heartbeat\.({names})$"]
+
+
+class LoaderSettings(BaseSettings):
+    """Environment variables `MIRADOR_*` (or a `.env` file) configure the loader."""
+
+    model_config = SettingsConfigDict(env_prefix="MIRADOR_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    """State directory; the warehouse file defaults to `<home>/warehouse/mirador.duckdb`."""
+
+    warehouse_path: Path | None = None
+    """The working DuckDB file the loader writes and the build step reads."""
+
+    kafka_bootstrap: str | None = None
+    """Bootstrap servers; defaults to the native broker on 127.0.0.1:`kafka_port`."""
+
+    kafka_port: int = 19092
+    """Broker port of the native stack (same default as the stack's settings)."""
+
+    loader_topics: list[str] = Field(default_factory=default_topics)
+    """Topics to load: exact names, or regexes starting with `^`. JSON list in the environment."""
+
+    loader_group: str = "mirador-loader"
+    """Kafka consumer group the loader commits to, for lag monitoring only; positions live in DuckDB."""
+
+    loader_batch_messages: int = Field(100_000, gt=0)
+    """A batch closes at this many messages..."""
+
+    loader_batch_bytes: int = Field(48 * 1024 * 1024, gt=0)
+    """... or this many bytes of message values (bounds memory whatever the backlog) ..."""
+
+    loader_batch_seconds: float = Field(2.0, gt=0)
+    """... or after this many seconds, whichever comes first."""
+
+    loader_fetch_kbytes: int = Field(32 * 1024, gt=0)
+    """Most kilobytes librdkafka prefetches ahead of the loader (`queued.max.messages.kbytes`)."""
+
+    loader_discover_seconds: float = Field(10.0, gt=0)
+    """How often `--follow` looks for new topics matching `loader_topics`."""
+
+    loader_lock_timeout: float = Field(900.0, ge=0)
+    """Seconds to wait for another process holding the warehouse file before giving up."""
+
+    loader_duckdb_memory: str = "256MB"
+    """DuckDB `memory_limit` while a batch is written."""
+
+    loader_duckdb_threads: int = Field(2, gt=0)
+    """DuckDB worker threads while a batch is written."""
+
+    loader_kafka_timeout: float = Field(30.0, gt=0)
+    """Seconds Kafka may stay unreachable before the loader gives up (exit code 3)."""
+
+    @model_validator(mode="after")
+    def _topics_present(self) -> LoaderSettings:
+        if not self.loader_topics:
+            raise ValueError("MIRADOR_LOADER_TOPICS is empty; name at least one topic or regex")
+        return self
+
+    @property
+    def warehouse(self) -> Path:
+        return self.warehouse_path or self.home / "warehouse" / "mirador.duckdb"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"

@@ -1,0 +1,94 @@
+"""An advisory lock on the working DuckDB file, shared by every process that writes it.
+
+DuckDB lets one process write a file at a time. The loader, the build step and an analyst's
+`dbt build` take turns through `flock` on `<file>.lock`: each holds it only while it writes, and a
+process that finds it taken logs who holds it and waits rather than failing. The holder writes a
+line about itself into the lock file so the waiting one can say what it waits for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+from warehouse.exceptions import TransientError
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05
+REMIND_SECONDS = 30.0
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+class WarehouseLock:
+    """`with WarehouseLock(path, "mirador load"):` holds the file for the block; re-entrant it is not."""
+
+    def __init__(self, database: Path, holder: str, timeout: float = 900.0, exclusive: bool = True) -> None:
+        self.path = lock_path(database)
+        self.holder, self.timeout, self.exclusive = holder, timeout, exclusive
+        self._fd: int | None = None
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        started = time.monotonic()
+        reminded = 0.0
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= self.timeout:
+                    os.close(fd)
+                    raise TransientError(f"{self.path} is still held by {describe_holder(self.path)} "
+                                         f"after {waited:.0f}s") from None
+                if waited - reminded >= REMIND_SECONDS or reminded == 0.0:
+                    log.info("waiting for %s to release %s ...", describe_holder(self.path), self.path.name)
+                    reminded = max(waited, 1e-9)
+                time.sleep(POLL_SECONDS)
+        self.waited = time.monotonic() - started
+        if self.exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
+                                      "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        if self.exclusive:
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> WarehouseLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.release()
+
+
+def describe_holder(path: Path) -> str:
+    """`mirador load (pid 123, since ...)`, or a plain description when the holder left no note."""
+    try:
+        note = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        note = {}
+    if not note:
+        return "another process"
+    return f"{note.get('holder', 'another process')} (pid {note.get('pid', '?')}, since {note.get('since', '?')})"
