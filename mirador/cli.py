@@ -7,6 +7,7 @@ import logging
 import click
 
 from cdc.cli import stack
+from warehouse.cli import load
 
 
 @click.group()
@@ -22,3 +23,4 @@ def main(verbose: bool) -> None:
 
 
 main.add_command(stack)
+main.add_command(load)

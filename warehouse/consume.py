@@ -1,0 +1,149 @@
+"""Read the change topics: assign partitions at the positions stored in DuckDB, fetch in chunks.
+
+The loader assigns partitions itself instead of joining a consumer group: DuckDB takes one writer
+per file, so a second loader would only wait for the lock, and a group rebalance would add nothing
+but a window for duplicates. New topics matching the configured names or regexes are picked up by
+`discover`, at their stored position or from the beginning. Offsets are committed to Kafka after
+each batch lands, for lag monitoring only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from warehouse.catalog import service_of
+from warehouse.configuration import LoaderSettings
+from warehouse.exceptions import TerminalError, TransientError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 10_000
+"""Messages asked of librdkafka per call; the decoder takes them chunk by chunk."""
+
+TP = tuple[str, int]
+
+
+class ChangeConsumer:
+    def __init__(self, settings: LoaderSettings, stored: dict[TP, int]) -> None:
+        self.settings = settings
+        self.stored = stored
+        self._exact = {t for t in settings.loader_topics if not t.startswith("^")}
+        self._patterns = [re.compile(t) for t in settings.loader_topics if t.startswith("^")]
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": settings.loader_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "queued.max.messages.kbytes": settings.loader_fetch_kbytes,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.wait.max.ms": 100,
+            "client.id": "mirador-loader",
+        })
+        self.assigned: set[TP] = set()
+        self.next: dict[TP, int] = {}
+        self._last_error_log = 0.0
+
+    def wants(self, topic: str) -> bool:
+        return topic in self._exact or any(p.match(topic) for p in self._patterns)
+
+    def discover(self) -> list[TP]:
+        """Assign partitions of matching topics not yet assigned; drop those whose topic is gone."""
+        try:
+            metadata = self.consumer.list_topics(timeout=self.settings.loader_kafka_timeout)
+        except KafkaException as err:
+            raise TransientError(f"Kafka at {self.settings.bootstrap_servers} did not answer: {err}") from err
+        present = {(name, p) for name, topic in metadata.topics.items()
+                   if self.wants(name) and topic.error is None for p in topic.partitions}
+        gone = self.assigned - present
+        if gone:
+            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in gone])
+            self.assigned -= gone
+            log.info("unassigned %d partitions of deleted topics", len(gone))
+        new = sorted(present - self.assigned)
+        if new:
+            partitions = [TopicPartition(t, p, self.stored.get((t, p), OFFSET_BEGINNING)) for t, p in new]
+            self.consumer.incremental_assign(partitions)
+            self.assigned |= set(new)
+            for tp in new:
+                if tp in self.stored:
+                    self.next[tp] = self.stored[tp]
+            log.info("assigned %d partitions (%s)", len(new), ", ".join(sorted({t for t, _ in new}))[:300])
+        return new
+
+    def fetch(self, limit: int, timeout: float) -> list[Message]:
+        """Up to `limit` messages within `timeout` seconds; error events are handled, not returned."""
+        messages = self.consumer.consume(num_messages=min(limit, CHUNK), timeout=timeout)
+        if messages and any(m.error() is not None for m in messages):
+            for m in messages:
+                if m.error() is not None:
+                    self._on_error(m)
+            messages = [m for m in messages if m.error() is None]
+        return messages
+
+    def _on_error(self, message: Message) -> None:
+        err: KafkaError = message.error()
+        if err.fatal():
+            raise TerminalError(f"Kafka consumer failed: {err}")
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.info("topic %s is gone; it will be unassigned", message.topic())
+            return
+        if time.monotonic() - self._last_error_log > 10:
+            self._last_error_log = time.monotonic()
+            log.warning("Kafka: %s", err)
+
+    def advance(self, positions: dict[TP, int]) -> None:
+        for tp, offset in positions.items():
+            if offset > self.next.get(tp, -1):
+                self.next[tp] = offset
+
+    def high_watermarks(self, cached: bool = True) -> dict[TP, int]:
+        """End offsets of the assigned partitions; cached ones come with every fetch response."""
+        high: dict[TP, int] = {}
+        for topic, partition in self.assigned:
+            try:
+                _, end = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=self.settings.loader_kafka_timeout, cached=cached)
+            except KafkaException as err:
+                if cached:
+                    continue
+                raise TransientError(f"Kafka did not tell the end of {topic}[{partition}]: {err}") from err
+            if end is not None and end >= 0:
+                high[(topic, partition)] = end
+        return high
+
+    def position(self, tp: TP) -> int:
+        return self.next.get(tp, self.stored.get(tp, 0))
+
+    def lag(self, high: dict[TP, int]) -> int:
+        return sum(max(0, end - self.position(tp)) for tp, end in high.items())
+
+    def caught_up_services(self, high: dict[TP, int]) -> set[str]:
+        """Services every assigned partition of which has been read to its known end."""
+        behind: set[str] = set()
+        services: set[str] = set()
+        for tp in self.assigned:
+            service = service_of(tp[0])
+            services.add(service)
+            if tp not in high or self.position(tp) < high[tp]:
+                behind.add(service)
+        return services - behind
+
+    def commit(self, positions: dict[TP, int]) -> None:
+        """Tell Kafka how far the loader got, for lag dashboards; DuckDB holds the truth."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as err:
+                log.debug("monitoring commit failed: %s", err)
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,305 @@
+"""Decode Debezium envelopes (JSON converter, schemas on) into typed rows, grouped per raw table.
+
+Every message of a table repeats the same ~80% of schema text. The decoder pays for a schema once:
+its exact bytes key a cache of `TableSchema`s, each with a msgspec decoder made for that schema's
+row. The fast path decodes a message with the last schema seen on its topic, skipping over the
+schema text, and only compares those bytes to the cached ones; a changed schema takes the slow path
+once. Messages that cannot be loaded become dead letters with their reason; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import Message
+
+from warehouse.catalog import Catalog, raw_table_name, service_of
+from warehouse.connect_types import ColumnType, column_type
+from warehouse.exceptions import IncompatibleSchema, PoisonMessage
+
+OPERATIONS = frozenset("cudrt")
+OLD_KEY_HEADER = "__debezium.oldkey"
+
+
+class Source(msgspec.Struct, gc=False):
+    lsn: int | None = None
+    sequence: str | None = None
+    txId: int | None = None  # noqa: N815 - Debezium's name
+    ts_ms: int | None = None
+    ts_us: int | None = None
+    snapshot: str | None = None
+
+
+class _Probe(msgspec.Struct, gc=False):
+    schema: msgspec.Raw = msgspec.Raw()
+    payload: msgspec.Raw = msgspec.Raw()
+
+
+class _DataCollection(msgspec.Struct, gc=False):
+    data_collection: str
+    event_count: int
+
+
+class _TransactionPayload(msgspec.Struct, gc=False):
+    status: str
+    id: str
+    ts_ms: int
+    event_count: int | None = None
+    data_collections: list[_DataCollection] | None = None
+
+
+class _TransactionEnvelope(msgspec.Struct, gc=False):
+    payload: _TransactionPayload
+
+
+class _HeartbeatPayload(msgspec.Struct, gc=False):
+    ts_ms: int
+
+
+class _HeartbeatEnvelope(msgspec.Struct, gc=False):
+    payload: _HeartbeatPayload
+
+
+_PROBE = msgspec.json.Decoder(_Probe)
+_TRANSACTION = msgspec.json.Decoder(_TransactionEnvelope)
+_HEARTBEAT = msgspec.json.Decoder(_HeartbeatEnvelope)
+_ANY = msgspec.json.Decoder()
+
+
+@dataclass(eq=False)
+class TableSchema:
+    """One schema version of one source table, decoded once and kept."""
+
+    raw: msgspec.Raw
+    table: str
+    columns: list[tuple[str, ColumnType]]
+    decoder: msgspec.json.Decoder | None
+    empty_row: Any = None
+    getters: list[operator.attrgetter] = field(default_factory=list)
+    problem: str | None = None
+    key_columns: list[str] | None = None
+    """Primary-key columns, from the message key's schema; a delete's other columns are not data."""
+
+
+class Group:
+    """Events of one raw table under one schema from one topic, in offset order."""
+
+    __slots__ = ("schema", "topic", "payloads", "partitions", "offsets", "old_keys")
+
+    def __init__(self, schema: TableSchema, topic: str) -> None:
+        self.schema, self.topic = schema, topic
+        self.payloads: list = []
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []
+        self.old_keys: dict[int, str] = {}
+
+
+@dataclass
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    stage: str = "decode"
+
+
+@dataclass
+class Transaction:
+    service: str
+    status: str
+    id: str
+    event_count: int | None
+    data_collections: str | None
+    ts_ms: int
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Batch:
+    """What one batch of messages decoded to; positions are the next offsets to read."""
+
+    groups: dict[tuple[str, int], Group] = field(default_factory=dict)
+    transactions: list[Transaction] = field(default_factory=list)
+    heartbeats: dict[str, int] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    messages: int = 0
+    tombstones: int = 0
+    value_bytes: int = 0
+
+    @property
+    def events(self) -> int:
+        return sum(len(g.offsets) for g in self.groups.values())
+
+
+class Decoder:
+    """Turns messages into a `Batch`; keeps schema caches across batches."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._schemas: dict[bytes, TableSchema] = {}
+        self._current: dict[str, TableSchema] = {}
+        self._kinds: dict[str, str] = {}
+
+    def decode(self, messages: list[Message], batch: Batch) -> None:
+        positions, first = batch.positions, batch.first_offsets
+        groups, current, kinds = batch.groups, self._current, self._kinds
+        size = 0
+        for msg in messages:
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            tp = (topic, partition)
+            if tp not in first:
+                first[tp] = offset
+            positions[tp] = offset + 1
+            value = msg.value()
+            if value is None:
+                batch.tombstones += 1
+                continue
+            size += len(value)
+            kind = kinds.get(topic) or self._kind(topic)
+            if kind != "change":
+                self._decode_other(kind, msg, value, batch)
+                continue
+            schema = current.get(topic)
+            envelope = None
+            if schema is not None:
+                try:
+                    envelope = schema.decoder.decode(value)
+                    if envelope.schema != schema.raw:
+                        envelope = None
+                except msgspec.DecodeError:
+                    envelope = None
+            try:
+                if envelope is None:
+                    schema, envelope = self._slow(msg, value)
+                payload = envelope.payload
+                if payload.op not in OPERATIONS:
+                    raise PoisonMessage(f"unknown Debezium operation {payload.op!r}")
+            except PoisonMessage as poison:
+                batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value, poison.reason))
+                continue
+            if schema.key_columns is None and payload.op != "t":
+                schema.key_columns = _key_columns(msg.key())
+            group = groups.get((topic, id(schema)))
+            if group is None:
+                group = groups[(topic, id(schema))] = Group(schema, topic)
+            if payload.op == "c":
+                for name, header in msg.headers() or ():
+                    if name == OLD_KEY_HEADER and header is not None:
+                        group.old_keys[len(group.offsets)] = header.decode()
+            group.payloads.append(payload)
+            group.partitions.append(partition)
+            group.offsets.append(offset)
+        batch.messages += len(messages)
+        batch.value_bytes += size
+
+    def _kind(self, topic: str) -> str:
+        if topic.startswith("__debezium-heartbeat."):
+            kind = "heartbeat"
+        elif topic.endswith(".transaction") and topic.count(".") == 1:
+            kind = "transaction"
+        else:
+            kind = "change"
+        self._kinds[topic] = kind
+        return kind
+
+    def _slow(self, msg: Message, value: bytes) -> tuple[TableSchema, Any]:
+        """A message whose schema differs from its topic's last one: find or build its decoder."""
+        try:
+            probe = _PROBE.decode(value)
+        except msgspec.ValidationError as err:
+            raise PoisonMessage(f"not a Debezium envelope: {err}") from None
+        except msgspec.DecodeError as err:
+            raise PoisonMessage(f"not JSON: {err}") from None
+        if not probe.schema or not probe.payload or bytes(probe.schema) == b"null":
+            raise PoisonMessage("not a Debezium envelope with schema: needs top-level `schema` and `payload` "
+                                "(JsonConverter with schemas.enable=true)")
+        key = bytes(probe.schema)
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = self._schemas[key] = self._build(msg.topic(), probe.schema)
+        if schema.problem:
+            raise PoisonMessage(schema.problem)
+        try:
+            envelope = schema.decoder.decode(value)
+        except msgspec.DecodeError as err:
+            raise PoisonMessage(f"value does not match its schema: {err}") from None
+        self._current[msg.topic()] = schema
+        return schema, envelope
+
+    def _build(self, topic: str, raw: msgspec.Raw) -> TableSchema:
+        try:
+            table = raw_table_name(topic)
+        except ValueError as err:
+            return TableSchema(raw, "", [], None, problem=str(err))
+        try:
+            columns = _row_columns(_ANY.decode(raw))
+            self.catalog.admit(table, columns)
+        except (PoisonMessage, IncompatibleSchema) as err:
+            return TableSchema(raw, table, [], None, problem=err.reason)
+        return _table_schema(raw, table, columns)
+
+    def _decode_other(self, kind: str, msg: Message, value: bytes, batch: Batch) -> None:
+        topic = msg.topic()
+        try:
+            if kind == "heartbeat":
+                ts_ms = _HEARTBEAT.decode(value).payload.ts_ms
+                service = service_of(topic)
+                batch.heartbeats[service] = max(ts_ms, batch.heartbeats.get(service, ts_ms))
+                return
+            tx = _TRANSACTION.decode(value).payload
+        except msgspec.DecodeError as err:
+            batch.dead.append(DeadLetter(topic, msg.partition(), msg.offset(), msg.key(), value,
+                                         f"not a Debezium {kind} message: {err}"))
+            return
+        collections = None if tx.data_collections is None else msgspec.json.encode(tx.data_collections).decode()
+        batch.transactions.append(Transaction(service_of(topic), tx.status, tx.id, tx.event_count, collections,
+                                              tx.ts_ms, topic, msg.partition(), msg.offset()))
+
+
+class _KeyProbe(msgspec.Struct, gc=False):
+    schema: dict
+
+
+_KEY = msgspec.json.Decoder(_KeyProbe)
+
+
+def _key_columns(key: bytes | None) -> list[str] | None:
+    if not key:
+        return None
+    try:
+        fields = _KEY.decode(key).schema.get("fields") or []
+    except msgspec.DecodeError:
+        return None
+    return [f["field"] for f in fields if isinstance(f, dict) and "field" in f] or None
+
+
+def _row_columns(schema: dict) -> list[tuple[str, ColumnType]]:
+    if not isinstance(schema, dict) or schema.get("type") != "struct":
+        raise PoisonMessage("not a Debezium change envelope: its schema is not a struct")
+    fields = {f.get("field"): f for f in schema.get("fields", []) if isinstance(f, dict)}
+    row = fields.get("after") or fields.get("before")
+    if row is None or "op" not in fields or "source" not in fields:
+        raise PoisonMessage("not a Debezium change envelope: schema lacks before/after, source and op")
+    return [(f["field"], column_type(f)) for f in row.get("fields", [])]
+
+
+def _table_schema(raw: msgspec.Raw, table: str, columns: list[tuple[str, ColumnType]]) -> TableSchema:
+    """A msgspec decoder for exactly this schema: row fields typed, everything else skipped."""
+    names = [f"c{i}" for i in range(len(columns))]
+    row = msgspec.defstruct(
+        "Row", [(n, c.spec | None, None) for n, (_, c) in zip(names, columns)],
+        rename=dict(zip(names, (name for name, _ in columns))), gc=False)
+    payload = msgspec.defstruct("Payload", [
+        ("op", str), ("source", Source), ("before", row | None, None), ("after", row | None, None)], gc=False)
+    envelope = msgspec.defstruct("Envelope", [("schema", msgspec.Raw), ("payload", payload)], gc=False)
+    return TableSchema(raw, table, columns, msgspec.json.Decoder(envelope), empty_row=row(),
+                       getters=[operator.attrgetter(n) for n in names])

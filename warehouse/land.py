@@ -1,0 +1,285 @@
+"""Land a batch in DuckDB: rows, dead letters, markers and consumer positions in one transaction.
+
+The file is opened for the batch and closed after it, under the warehouse lock, so the build step
+and an analyst can take their turn between batches (docs/adr/0002-loader-exactly-once-landing.md).
+Positions stored here are the truth the consumer seeks to; a batch whose offsets are already
+covered by them (a zombie or a replay) lands only what is new, so each offset lands exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+from warehouse.catalog import METADATA, RAW_SCHEMA, quote, supertype
+from warehouse.configuration import LoaderSettings
+from warehouse.exceptions import TerminalError, TransientError
+from warehouse.frames import Frame, Work
+from warehouse.lock import WarehouseLock
+
+log = logging.getLogger(__name__)
+
+STATE_DDL = f"""
+create schema if not exists {RAW_SCHEMA};
+create schema if not exists loader;
+create table if not exists loader.positions (
+    topic varchar, partition integer, next_offset bigint not null, batch_id bigint, updated_at timestamptz,
+    primary key (topic, partition));
+create table if not exists loader.batches (
+    batch_id bigint primary key, committed_at timestamptz, messages bigint, events bigint, tombstones bigint,
+    dead_letters bigint, transactions bigint, value_bytes bigint, skipped_replayed bigint, tables varchar[]);
+create table if not exists loader.dead_letters (
+    topic varchar, partition integer, "offset" bigint, key blob, value blob, reason varchar, stage varchar,
+    batch_id bigint, loaded_at timestamptz);
+create table if not exists loader.transactions (
+    service varchar, status varchar, id varchar, txid bigint, lsn bigint, event_count bigint,
+    data_collections json, commit_ts timestamptz, topic varchar, partition integer, "offset" bigint,
+    batch_id bigint);
+create table if not exists loader.source_progress (
+    service varchar primary key, last_lsn bigint, last_commit_ts timestamptz, last_loaded_at timestamptz,
+    heartbeat_at timestamptz, caught_up_lsn bigint, caught_up_commit_ts timestamptz, caught_up_at timestamptz);
+create table if not exists loader.tables (
+    raw_table varchar primary key, topic varchar, service varchar, key_columns varchar[], created_batch bigint);
+"""
+
+
+@dataclass
+class Landed:
+    batch_id: int
+    events: int
+    dead_letters: int
+    skipped_replayed: int
+    seconds: float
+    lock_wait: float
+
+
+def connect(path: Path, settings: LoaderSettings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config={
+            "threads": settings.loader_duckdb_threads, "memory_limit": settings.loader_duckdb_memory})
+    except duckdb.IOException as err:
+        if "lock" in str(err).lower():
+            raise TransientError(f"{path} is open for writing by a process outside the warehouse lock: {err}") from err
+        raise TerminalError(f"cannot open {path}: {err}") from err
+
+
+class Warehouse:
+    """The working DuckDB file as the loader uses it: opened per batch, under the lock."""
+
+    def __init__(self, settings: LoaderSettings, holder: str = "mirador load") -> None:
+        self.settings, self.path, self.holder = settings, settings.warehouse, holder
+
+    def _lock(self) -> WarehouseLock:
+        return WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout)
+
+    def read_state(self) -> tuple[dict[tuple[str, int], int], dict[str, dict[str, str]]]:
+        """Stored positions and the raw tables' source columns, creating the state tables if new."""
+        with self._lock(), connect(self.path, self.settings) as conn:
+            conn.execute(STATE_DDL)
+            conn.execute("set TimeZone = 'UTC'")
+            positions = {(t, p): o for t, p, o in conn.execute(
+                "select topic, partition, next_offset from loader.positions").fetchall()}
+            return positions, _raw_columns(conn)
+
+    def land(self, work: Work) -> Landed:
+        started = time.perf_counter()
+        with self._lock() as lock, connect(self.path, self.settings) as conn:
+            conn.execute(STATE_DDL)
+            conn.execute("set TimeZone = 'UTC'")
+            conn.execute("begin transaction")
+            try:
+                landed = _land(conn, work)
+                conn.execute("commit")
+            except BaseException:
+                try:
+                    conn.execute("rollback")
+                except duckdb.Error:
+                    pass  # the cause below matters; closing the connection discards the transaction
+                raise
+        landed.seconds, landed.lock_wait = time.perf_counter() - started, lock.waited
+        return landed
+
+
+def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    metadata = {name for name, _, _ in METADATA}
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, kind in conn.execute(
+            "select table_name, column_name, data_type from duckdb_columns() "
+            "where schema_name = ? and database_name = current_database() order by table_name, column_index",
+            [RAW_SCHEMA]).fetchall():
+        if column not in metadata:
+            tables.setdefault(table, {})[column] = kind
+    return tables
+
+
+def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
+    batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchone()[0]
+    loaded_at = datetime.now(timezone.utc)
+    stored = _stored_positions(conn, work)
+    actual = _raw_columns(conn)
+    events = skipped = dead = 0
+    for number, frame in enumerate(work.frames):
+        _evolve(conn, frame, work.desired[frame.table], actual, batch_id)
+        name = f"mirador_frame_{number}"
+        conn.register(name, frame.data)  # a failure aborts the transaction; closing drops the view
+        where, params = _unlanded(frame.topic, stored)
+        count = conn.execute(_insert_sql(frame, name, where), [frame.topic, batch_id, loaded_at, *params]
+                             ).fetchone()[0]
+        conn.unregister(name)
+        events += count
+        skipped += frame.data.num_rows - count
+    for table, target, extra in ((work.dead, "loader.dead_letters", "?, ?"),
+                                 (work.transactions, "loader.transactions", "?")):
+        if table is None:
+            continue
+        conn.register("mirador_side", table)
+        params = [batch_id, loaded_at] if target == "loader.dead_letters" else [batch_id]
+        conditions = " or ".join(f"(topic = {_literal(t)} and partition = {p} and \"offset\" < {o})"
+                                 for (t, p), o in stored.items()) or "false"
+        count = conn.execute(f"insert into {target} select *, {extra} from mirador_side where not ({conditions})",
+                             params).fetchone()[0]
+        conn.unregister("mirador_side")
+        if target == "loader.dead_letters":
+            dead = count
+    _store_positions(conn, work, batch_id, loaded_at)
+    _store_progress(conn, work, loaded_at)
+    conn.execute("insert into loader.batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        batch_id, loaded_at, work.messages, events, work.tombstones, dead,
+        0 if work.transactions is None else work.transactions.num_rows, work.value_bytes, skipped,
+        sorted({f.table for f in work.frames})])
+    return Landed(batch_id, events, dead, skipped, 0.0, 0.0)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _stored_positions(conn: duckdb.DuckDBPyConnection, work: Work) -> dict[tuple[str, int], int]:
+    """Positions already stored beyond this batch's first offsets: those offsets were landed before."""
+    rows = conn.execute("select topic, partition, next_offset from loader.positions").fetchall()
+    stored = {(t, p): o for t, p, o in rows if (t, p) in work.first_offsets}
+    for tp, first in work.first_offsets.items():
+        if tp in stored and stored[tp] < first:
+            log.warning("offset gap on %s[%s]: stored position %s, batch starts at %s (retention or compaction?)",
+                        tp[0], tp[1], stored[tp], first)
+    return {tp: o for tp, o in stored.items() if o > work.first_offsets[tp]}
+
+
+def _unlanded(topic: str, stored: dict[tuple[str, int], int]) -> tuple[str, list]:
+    clauses, params = [], []
+    for (t, partition), offset in stored.items():
+        if t == topic:
+            clauses.append("(_partition = ? and _offset < ?)")
+            params += [partition, offset]
+    return (" where not (" + " or ".join(clauses) + ")" if clauses else ""), params
+
+
+def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, str],
+            actual: dict[str, dict[str, str]], batch_id: int) -> None:
+    """Create the raw table, or add and widen its columns to what the decoder admitted."""
+    table = f"{RAW_SCHEMA}.{quote(frame.table)}"
+    have = actual.get(frame.table)
+    if have is None:
+        columns = [f"{quote(n)} {t}" for n, t, _ in METADATA] + [f"{quote(n)} {t}" for n, t in desired.items()]
+        conn.execute(f"create table {table} ({', '.join(columns)})")
+        conn.execute("insert or ignore into loader.tables values (?, ?, ?, ?, ?)",
+                     [frame.table, frame.topic, frame.service, frame.key_columns, batch_id])
+        actual[frame.table] = dict(desired)
+        log.info("created raw.%s from %s", frame.table, frame.topic)
+        return
+    if frame.key_columns:
+        conn.execute("update loader.tables set key_columns = ? where raw_table = ? and key_columns is distinct from ?",
+                      [frame.key_columns, frame.table, frame.key_columns])
+    for name, wanted in desired.items():
+        if name not in have:
+            conn.execute(f"alter table {table} add column {quote(name)} {wanted}")
+            log.info("raw.%s: new column %s %s", frame.table, name, wanted)
+        elif have[name] != wanted:
+            target = supertype(have[name], wanted)
+            if target is None:
+                raise TerminalError(f"raw.{frame.table}.{name} is {have[name]}, which cannot widen to {wanted}")
+            if target != have[name]:
+                conn.execute(f"alter table {table} alter column {quote(name)} set data type {target}")
+                log.info("raw.%s: column %s widened %s -> %s", frame.table, name, have[name], target)
+            wanted = target
+        have[name] = wanted
+
+
+def _insert_sql(frame: Frame, source: str, where: str) -> str:
+    names = [n for n, _, _ in METADATA] + [n for n, _ in frame.columns]
+    toast = [(name, column.toast) for name, column in frame.columns if column.toast]
+    unavailable = "null::varchar[]" if not toast else (
+        "nullif(list_filter([" + ", ".join(
+            f"case when {quote(n)} = {lit} then {_literal(n)} end" for n, lit in toast
+        ) + "], lambda x: x is not null), []::varchar[])")
+    values = [
+        "_op", "_op = 'd'", "coalesce(_snapshot <> 'false', false)", "_lsn", "_seq", "_txid", "_commit_ts",
+        unavailable, "cast(_old_key as json)", "?", "_partition", "_offset", "?", "?",
+    ]
+    keys = set(frame.key_columns or [name for name, _ in frame.columns])
+    for name, column in frame.columns:
+        expr = column.sql.format(c=quote(name))
+        if column.toast:
+            expr = f"case when {quote(name)} = {column.toast} then null else {expr} end"
+        if name not in keys:  # a delete's non-key fields are Debezium's defaults for NOT NULL, not data
+            expr = f"case when _op = 'd' then null else {expr} end"
+        values.append(expr)
+    return (f"insert into {RAW_SCHEMA}.{quote(frame.table)} ({', '.join(quote(n) for n in names)}) "
+            f"select {', '.join(values)} from {source}{where}")
+
+
+def _store_positions(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int, loaded_at: datetime) -> None:
+    conn.executemany(
+        "insert into loader.positions values (?, ?, ?, ?, ?) on conflict (topic, partition) do update set "
+        "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
+        "batch_id = excluded.batch_id, updated_at = excluded.updated_at",
+        [[t, p, o, batch_id, loaded_at] for (t, p), o in work.positions.items()])
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _utc(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=micros)
+
+
+def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: datetime) -> None:
+    """Per service: the newest source position landed, and the one up to which it is all landed."""
+    progress: dict[str, list] = {}
+
+    def seen(service: str, lsn: int | None, commit_us: int | None) -> None:
+        entry = progress.setdefault(service, [None, None, None])
+        if lsn is not None:
+            entry[0] = max(entry[0] or 0, lsn)
+        if commit_us is not None:
+            entry[1] = max(entry[1] or 0, commit_us)
+
+    for frame in work.frames:
+        seen(frame.service, frame.max_lsn, frame.max_commit_us)
+    if work.transactions is not None:
+        markers = work.transactions.select(["service", "lsn", "commit_ts"]).to_pylist()
+        for marker in markers:
+            commit = marker["commit_ts"]
+            seen(marker["service"], marker["lsn"], None if commit is None else (commit - EPOCH) // timedelta(microseconds=1))
+    for service, ts_ms in work.heartbeats.items():
+        progress.setdefault(service, [None, None, None])[2] = ts_ms * 1000
+    for service in sorted(set(progress) | work.caught_up):
+        lsn, commit_us, heartbeat_us = progress.get(service, [None, None, None])
+        conn.execute(
+            "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at) "
+            "values (?, ?, ?, ?, ?) on conflict (service) do update set "
+            "last_lsn = greatest(loader.source_progress.last_lsn, excluded.last_lsn), "
+            "last_commit_ts = greatest(loader.source_progress.last_commit_ts, excluded.last_commit_ts), "
+            "last_loaded_at = coalesce(excluded.last_loaded_at, loader.source_progress.last_loaded_at), "
+            "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)",
+            [service, lsn, _utc(commit_us), loaded_at if lsn is not None else None, _utc(heartbeat_us)])
+    if work.caught_up:
+        conn.execute("update loader.source_progress set caught_up_lsn = last_lsn, "
+                     "caught_up_commit_ts = last_commit_ts, caught_up_at = ? where service in "
+                     f"({', '.join('?' for _ in work.caught_up)})", [loaded_at, *sorted(work.caught_up)])

@@ -1,0 +1,154 @@
+"""The loader: consume -> decode -> land, batch after batch, until drained or told to stop.
+
+Batch N+1 is fetched and decoded while batch N is written: DuckDB works outside the GIL, so the
+two overlap on two cores. Only one batch is ever in flight, which bounds memory to two batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from warehouse.catalog import Catalog
+from warehouse.configuration import LoaderSettings
+from warehouse.consume import ChangeConsumer
+from warehouse.decode import Batch, Decoder
+from warehouse.exceptions import LoaderError, StageFailed, TransientError
+from warehouse.frames import Work, prepare
+from warehouse.land import Landed, Warehouse
+from warehouse.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    batches: int = 0
+    messages: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    tombstones: int = 0
+    skipped_replayed: int = 0
+    seconds: float = 0.0
+    lag: int = 0
+    stopped: bool = False
+    tables: set[str] = field(default_factory=set)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class Loader:
+    def __init__(self, settings: LoaderSettings, follow: bool = False, progress: Progress | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.settings, self.follow = settings, follow
+        self.progress = progress or Progress(interactive=False)
+        self.stop = stop or threading.Event()
+        self.report = LoadReport()
+
+    def run(self) -> LoadReport:
+        started = time.monotonic()
+        warehouse = Warehouse(self.settings)
+        stored, raw_columns = warehouse.read_state()
+        self.decoder = Decoder(Catalog(raw_columns))
+        self.consumer = consumer = ChangeConsumer(self.settings, stored)
+        consumer.discover()
+        self.targets = None if self.follow else consumer.high_watermarks(cached=False)
+        discovered = time.monotonic()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land")
+        pending: tuple[Future, Work] | None = None
+        try:
+            while True:
+                if self.follow and time.monotonic() - discovered > self.settings.loader_discover_seconds:
+                    consumer.discover()
+                    discovered = time.monotonic()
+                batch = self._collect()
+                if batch.messages:
+                    high = self._high()
+                    try:
+                        work = prepare(batch, self.decoder.catalog.tables, consumer.caught_up_services(high))
+                    except LoaderError:
+                        raise
+                    except Exception as err:  # a bug in building Arrow: say where, stop
+                        raise StageFailed("decode", None, _span(batch), err) from err
+                    if pending:
+                        self._finish(*pending)
+                    pending = (executor.submit(warehouse.land, work), work)
+                if self.stop.is_set() or (not self.follow and self._drained()):
+                    break
+            if pending:
+                self._finish(*pending)
+                pending = None
+        finally:
+            if pending:  # an error elsewhere: still let the batch in flight commit or fail cleanly
+                pending[0].exception()
+            executor.shutdown(wait=True)
+            consumer.close()
+            self.report.seconds = time.monotonic() - started
+            self.report.stopped = self.stop.is_set()
+            self.progress.close(self.report)
+        return self.report
+
+    def _collect(self) -> Batch:
+        """Fetch and decode until the batch is full by count, bytes or time, drained, or stopped."""
+        s, batch = self.settings, Batch()
+        deadline = time.monotonic() + s.loader_batch_seconds
+        quiet_since = time.monotonic()
+        while batch.messages < s.loader_batch_messages and batch.value_bytes < s.loader_batch_bytes:
+            if self.stop.is_set() or (not self.follow and self._drained()):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages = self.consumer.fetch(s.loader_batch_messages - batch.messages, min(remaining, 0.25))
+            if messages:
+                try:
+                    self.decoder.decode(messages, batch)
+                except LoaderError:
+                    raise
+                except Exception as err:
+                    raise StageFailed("decode", None, _span(batch), err) from err
+                self.consumer.advance(batch.positions)
+                quiet_since = time.monotonic()
+            elif not self.follow and time.monotonic() - quiet_since > s.loader_kafka_timeout:
+                raise TransientError(f"no message from Kafka for {s.loader_kafka_timeout:.0f}s while "
+                                     f"{self.consumer.lag(self.targets or {})} remain to drain")
+        return batch
+
+    def _drained(self) -> bool:
+        return all(self.consumer.position(tp) >= end for tp, end in (self.targets or {}).items())
+
+    def _high(self) -> dict:
+        high = self.consumer.high_watermarks(cached=True)
+        for tp, end in (self.targets or {}).items():
+            high[tp] = max(end, high.get(tp, end))
+        return high
+
+    def _finish(self, future: Future, work: Work) -> None:
+        """Wait for a batch to land, then tell Kafka (monitoring) and the operator."""
+        try:
+            landed: Landed = future.result()
+        except LoaderError as err:
+            raise StageFailed("land", None, work.span(), err) from err
+        except Exception as err:
+            raise StageFailed("land", None, work.span(), err) from err
+        self.consumer.commit(work.positions)
+        r = self.report
+        r.batches += 1
+        r.messages += work.messages
+        r.events += landed.events
+        r.dead_letters += landed.dead_letters
+        r.tombstones += work.tombstones
+        r.skipped_replayed += landed.skipped_replayed
+        r.tables |= {f.table for f in work.frames}
+        r.lag = self.consumer.lag(self._high())
+        self.progress.batch(landed, work, r)
+
+
+def _span(batch: Batch) -> dict[str, str]:
+    return {f"{t}[{p}]": f"{batch.first_offsets.get((t, p), '?')}..{end - 1}"
+            for (t, p), end in batch.positions.items()}
