@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 from confluent_kafka import Message
 
 from warehouse.catalog import Catalog, raw_table_name, service_of
@@ -82,6 +83,8 @@ class TableSchema:
     problem: str | None = None
     key_columns: list[str] | None = None
     """Primary-key columns, from the message key's schema; a delete's other columns are not data."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Constant source defaults of plain columns; a column added later backfills older rows with it."""
 
 
 class Group:
@@ -241,11 +244,17 @@ class Decoder:
         except ValueError as err:
             return TableSchema(raw, "", [], None, problem=str(err))
         try:
-            columns = _row_columns(_ANY.decode(raw))
+            fields = _row_fields(_ANY.decode(raw))
+            columns = [(f["field"], column_type(f)) for f in fields]
             self.catalog.admit(table, columns)
         except (PoisonMessage, IncompatibleSchema) as err:
             return TableSchema(raw, table, [], None, problem=err.reason)
-        return _table_schema(raw, table, columns)
+        schema = _table_schema(raw, table, columns)
+        schema.defaults = {f["field"]: f["default"] for f, (_, c) in zip(fields, columns)
+                           if isinstance(f.get("default"), (str, int, float, bool)) and c.convert is None
+                           and c.sql == "{c}" and not isinstance(c.arrow, pa.TimestampType)
+                           and c.duckdb in _PLAIN_DEFAULTS}
+        return schema
 
     def _decode_other(self, kind: str, msg: Message, value: bytes, batch: Batch) -> None:
         topic = msg.topic()
@@ -282,14 +291,17 @@ def _key_columns(key: bytes | None) -> list[str] | None:
     return [f["field"] for f in fields if isinstance(f, dict) and "field" in f] or None
 
 
-def _row_columns(schema: dict) -> list[tuple[str, ColumnType]]:
+_PLAIN_DEFAULTS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "BOOLEAN", "VARCHAR"}
+
+
+def _row_fields(schema: dict) -> list[dict]:
     if not isinstance(schema, dict) or schema.get("type") != "struct":
         raise PoisonMessage("not a Debezium change envelope: its schema is not a struct")
     fields = {f.get("field"): f for f in schema.get("fields", []) if isinstance(f, dict)}
     row = fields.get("after") or fields.get("before")
     if row is None or "op" not in fields or "source" not in fields:
         raise PoisonMessage("not a Debezium change envelope: schema lacks before/after, source and op")
-    return [(f["field"], column_type(f)) for f in row.get("fields", [])]
+    return [f for f in row.get("fields", []) if isinstance(f, dict) and "field" in f]
 
 
 def _table_schema(raw: msgspec.Raw, table: str, columns: list[tuple[str, ColumnType]]) -> TableSchema:

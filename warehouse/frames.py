@@ -26,6 +26,7 @@ class Frame:
     service: str
     columns: list  # [(name, ColumnType)] of the group's schema
     key_columns: list[str] | None
+    defaults: dict
     data: pa.Table
     max_lsn: int | None
     max_commit_us: int | None
@@ -55,7 +56,7 @@ def group_frame(group: Group) -> Frame:
     for (name, column), getter in zip(schema.columns, schema.getters):
         arrays[name] = column.to_arrow(list(map(getter, rows)))
     return Frame(schema.table, group.topic, service_of(group.topic), schema.columns, schema.key_columns,
-                 pa.table(arrays),
+                 schema.defaults, pa.table(arrays),
                  pc.max(lsn).as_py(), pc.max(commit).as_py())
 
 

@@ -198,7 +198,14 @@ def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, st
                       [frame.key_columns, frame.table, frame.key_columns])
     for name, wanted in desired.items():
         if name not in have:
-            conn.execute(f"alter table {table} add column {quote(name)} {wanted}")
+            if name in frame.defaults:  # rows already there hold the default, as Postgres backfilled them
+                default = frame.defaults[name]
+                literal = _literal(default) if isinstance(default, str) else repr(default).lower() \
+                    if isinstance(default, bool) else repr(default)
+                conn.execute(f"alter table {table} add column {quote(name)} {wanted} default {literal}")
+                conn.execute(f"alter table {table} alter column {quote(name)} drop default")
+            else:
+                conn.execute(f"alter table {table} add column {quote(name)} {wanted}")
             log.info("raw.%s: new column %s %s", frame.table, name, wanted)
         elif have[name] != wanted:
             target = supertype(have[name], wanted)
