@@ -8,6 +8,7 @@ import click
 
 from cdc.cli import stack
 from warehouse.cli import load
+from warehouse.pipeline_cli import build, run
 
 
 @click.group()
@@ -24,3 +25,5 @@ def main(verbose: bool) -> None:
 
 main.add_command(stack)
 main.add_command(load)
+main.add_command(build)
+main.add_command(run)

@@ -82,3 +82,26 @@ class LoaderSettings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+
+class PipelineSettings(LoaderSettings):
+    """The pipeline (`mirador build`, `mirador run`): the loader's settings plus build and publication."""
+
+    dbt_project_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parents[1] / "dbt_project")
+    """The dbt project of the view tables."""
+
+    publish_dir: Path | None = None
+    """Where published snapshots of the view tables go; defaults to `<home>/warehouse/published`."""
+
+    publish_keep: int = Field(3, ge=1)
+    """Published snapshots kept besides the current one (readers may still be on older ones)."""
+
+    run_interval: float = Field(0.5, gt=0)
+    """Seconds `mirador run` waits between cycles when nothing new arrived."""
+
+    run_batch_seconds: float = Field(0.3, gt=0)
+    """In `mirador run`, the loader closes a batch this soon, so a change is built within about a second."""
+
+    @property
+    def published(self) -> Path:
+        return self.publish_dir or self.warehouse.parent / "published"

@@ -1,0 +1,116 @@
+{#
+    The current state of a source table from its raw changelog: the latest change per primary key.
+
+    - Order: per key by source LSN (row locks serialise writers of one row, so LSN order is commit
+      order per key), Kafka offset breaking ties; events Debezium re-sends after a restart carry their
+      old LSN, so they never overtake a newer change, and identical ones collapse.
+    - Deletes stay as rows with `_deleted` (the key columns only) so an incremental build can replace a
+      key's row; marts filter them out.
+    - Unchanged TOASTed values (`_unavailable`) are carried forward from the key's previous version,
+      in this batch or already staged.
+    - A truncate removes everything older than it (here, and in the staged table by `truncate_hook`).
+    - Incremental: only keys with changes in batches newer than the staged table are recomputed.
+#}
+{% macro current_state(relation, keys, columns, renames={}) -%}
+{#- keys and columns are raw (source) names; renames maps some of them to their staged names. -#}
+{%- set staged = {} -%}
+{%- for column in keys + columns -%}{%- do staged.update({column: renames.get(column, column)}) -%}{%- endfor -%}
+{%- set staged_keys = [] -%}
+{%- for column in keys -%}{%- do staged_keys.append(staged[column]) -%}{%- endfor -%}
+{%- set key_list = staged_keys | join(", ") -%}
+{%- set value_columns = columns | reject("in", keys) | list -%}
+with
+
+truncated as (
+    select coalesce(max(_lsn), -1) as lsn from {{ relation }} where _op = 't'
+),
+
+changes as (
+    select
+        {%- for column in keys + value_columns %}
+        {{ column }} as {{ staged[column] }},
+        {%- endfor %}
+        coalesce(_unavailable, []) as _unavailable,
+        _deleted,
+        _lsn,
+        _offset,
+        _commit_ts,
+        _batch_id
+    from {{ relation }}
+    where _op <> 't'
+      and _lsn > (select lsn from truncated)
+    {%- if is_incremental() %}
+      and _batch_id > (select coalesce(max(_batch_id), -1) from {{ this }})
+    {%- endif %}
+),
+
+previous as (
+    {%- if is_incremental() %}
+    select
+        {%- for column in keys + value_columns %}
+        staged.{{ staged[column] }},
+        {%- endfor %}
+        cast([] as varchar[]) as _unavailable,
+        staged._deleted,
+        staged._lsn,
+        -1 as _offset,
+        staged._commit_ts,
+        staged._batch_id
+    from {{ this }} as staged
+    inner join (select distinct {{ key_list }} from changes) as touched using ({{ key_list }})
+    {%- else %}
+    select * from changes where false
+    {%- endif %}
+),
+
+history as (
+    select * from previous
+    union all by name
+    select * from changes
+),
+
+filled as (
+    select
+        {{ key_list }},
+        {%- for column in value_columns %}
+        (last_value(
+            case when not list_contains(_unavailable, '{{ column }}') then {'v': {{ staged[column] }}} end
+            ignore nulls
+        ) over key_history).v as {{ staged[column] }},
+        {%- endfor %}
+        _deleted,
+        _lsn,
+        _offset,
+        _commit_ts,
+        _batch_id
+    from history
+    window key_history as (
+        partition by {{ key_list }} order by _lsn, _offset
+        rows between unbounded preceding and current row
+    )
+),
+
+final as (
+    select
+        {{ key_list }},
+        {%- for column in value_columns %}
+        {{ staged[column] }},
+        {%- endfor %}
+        _deleted,
+        _lsn,
+        _commit_ts,
+        _batch_id
+    from filled
+    qualify row_number() over (partition by {{ key_list }} order by _lsn desc, _offset desc) = 1
+)
+
+select * from final
+{%- endmacro %}
+
+
+{# Pre-hook of a current-state model: a truncate in the changelog empties the staged table up to it. #}
+{% macro truncate_hook(relation) -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} where _lsn < (select coalesce(max(_lsn), -1) from {{ relation }} where _op = 't')
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,34 @@
+{#
+    The raw changelog table of a source, or an empty relation of the same shape when the loader has
+    not landed any change for it yet (a service that never wrote a row has no raw table). The shape
+    comes from the columns declared in the source's YAML (`data_type`) plus the loader's metadata.
+#}
+{% macro raw_source(source_name, table_name) -%}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- if not execute or adapter.get_relation(relation.database, relation.schema, relation.identifier) -%}
+        {{ relation }}
+    {%- else -%}
+        {%- set node = graph.sources['source.mirador.' ~ source_name ~ '.' ~ table_name] -%}
+        (
+            select
+                {%- for column in node.columns.values() %}
+                cast(null as {{ column.data_type }}) as {{ column.name }},
+                {%- endfor %}
+                {%- for name, type in raw_metadata_columns().items() %}
+                cast(null as {{ type }}) as {{ name }}{{ "," if not loop.last }}
+                {%- endfor %}
+            where false
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# The loader's metadata columns on every raw table (warehouse/catalog.py documents them). #}
+{% macro raw_metadata_columns() -%}
+    {{ return({
+        "_op": "varchar", "_deleted": "boolean", "_snapshot": "boolean", "_lsn": "bigint",
+        "_seq": "varchar", "_txid": "bigint", "_commit_ts": "timestamptz", "_unavailable": "varchar[]",
+        "_topic": "varchar", "_partition": "integer", "_offset": "bigint", "_batch_id": "bigint",
+        "_loaded_at": "timestamptz",
+    }) }}
+{%- endmacro %}

@@ -1,0 +1,65 @@
+with
+
+orders as (
+    select * from {{ ref('stg_orders__orders') }}
+    where not _deleted
+),
+
+lines as (
+    select * from {{ ref('stg_orders__order_lines') }}
+    where not _deleted
+),
+
+customers as (
+    select * from {{ ref('stg_customers__customers') }}
+    where not _deleted
+),
+
+invoices as (
+    select * from {{ ref('stg_invoices__invoices') }}
+    where not _deleted
+),
+
+order_totals as (
+    select
+        order_id,
+        count(*) as line_count,
+        sum(quantity * unit_price) as order_total,
+    from lines
+    group by order_id
+),
+
+current_invoice as (
+    -- An order has at most one invoice that is not void; failing that, its latest voided one.
+    select * from invoices
+    qualify row_number() over (
+        partition by order_id order by (status <> 'void') desc, issued_at desc, invoice_id
+    ) = 1
+),
+
+final as (
+    select
+        orders.order_id,
+        orders.customer_id,
+        customers.customer_name,
+        customers.customer_email,
+        orders.status,
+        orders.currency,
+        coalesce(order_totals.line_count, 0) as line_count,
+        cast(coalesce(order_totals.order_total, 0) as decimal(18, 2)) as order_total,
+        orders.placed_at,
+        orders.updated_at,
+        current_invoice.invoice_id,
+        current_invoice.status as invoice_status,
+        current_invoice.amount as invoice_amount,
+        current_invoice.currency as invoice_currency,
+        current_invoice.due_date as invoice_due_date,
+        current_invoice.document_url as invoice_document_url,
+        coalesce(current_invoice.status = 'paid', false) as is_paid,
+    from orders
+    left join customers using (customer_id)
+    left join order_totals using (order_id)
+    left join current_invoice using (order_id)
+)
+
+select * from final

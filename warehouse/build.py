@@ -1,0 +1,142 @@
+"""Build: run the dbt project in-process over the working DuckDB file, for what changed since last time.
+
+dbt is invoked through `dbtRunner` with a manifest parsed once and reused (a fraction of a second a
+build, against seconds for the dbt CLI). The models rebuilt are those downstream of the raw tables
+that received batches since the last successful build, which the build records in
+`loader.builds` along with the last batch it included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from warehouse.configuration import PipelineSettings
+from warehouse.exceptions import StageFailed, TerminalError
+
+log = logging.getLogger(__name__)
+
+BUILDS_DDL = """
+create schema if not exists loader;
+create table if not exists loader.builds (
+    build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
+    through_batch bigint, selected varchar, success boolean, seconds double);
+"""
+
+
+@dataclass
+class BuildResult:
+    build_id: str
+    through_batch: int
+    selected: list[str] = field(default_factory=list)
+    skipped: bool = False
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+
+class Builder:
+    """Keeps a parsed dbt manifest and builds the models a set of new batches affects."""
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        self.project_dir = settings.dbt_project_dir
+        os.environ["MIRADOR_WAREHOUSE_PATH"] = str(settings.warehouse)
+        self._runner = None
+
+    def _args(self, *args: str) -> list[str]:
+        return [*args, "--project-dir", str(self.project_dir), "--profiles-dir", str(self.project_dir),
+                "--log-level", "warn", "--log-level-file", "info",
+                "--log-path", str(self.settings.home / "logs" / "dbt"),
+                "--target-path", str(self.settings.home / "dbt-target")]
+
+    def runner(self):
+        """A dbtRunner holding a manifest parsed once for this process."""
+        if self._runner is None:
+            from dbt.cli.main import dbtRunner
+
+            started = time.perf_counter()
+            parsed = dbtRunner().invoke(self._args("parse"))
+            if not parsed.success:
+                raise TerminalError(f"dbt could not parse {self.project_dir}: {parsed.exception}")
+            self.manifest = parsed.result
+            self._runner = dbtRunner(manifest=self.manifest)
+            log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
+        return self._runner
+
+    def exposed_models(self) -> list[str]:
+        """The marts marked `meta.expose` in their YAML: what gets published."""
+        self.runner()
+        return sorted(
+            node.name for node in self.manifest.nodes.values()
+            if node.resource_type == "model" and (node.config.meta or node.meta or {}).get("expose")
+        )
+
+    def sources_of(self, raw_tables: set[str]) -> list[str]:
+        """dbt selectors `source:<name>.<table>+` for the raw tables that changed."""
+        self.runner()
+        selectors = []
+        for source in self.manifest.sources.values():
+            if source.identifier in raw_tables:
+                selectors.append(f"source:{source.source_name}.{source.name}+")
+        return sorted(selectors)
+
+    def build(self, conn_factory, *, full_refresh: bool = False) -> BuildResult:
+        """Build what changed since the last successful build (everything on the first one).
+
+        `conn_factory()` opens the working DuckDB file; the caller holds the warehouse lock.
+        """
+        with conn_factory() as conn:
+            conn.execute(BUILDS_DDL)
+            last = conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
+                                ).fetchone()[0]
+            first = conn.execute("select count(*) = 0 from loader.builds where success").fetchone()[0]
+            through, changed = conn.execute(
+                "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) "
+                "from loader.batches where batch_id > ?", [last, last]).fetchone()
+        build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        result = BuildResult(build_id, through)
+        if first or full_refresh:
+            selected = ["fqn:*"]
+        else:
+            selected = self.sources_of({t.split(".")[-1] for t in (changed or [])})
+        if not selected:
+            result.skipped = True
+            return result
+        result.selected = selected
+        started = time.perf_counter()
+        args = self._args("build", "--select", *selected)
+        if full_refresh:
+            args.append("--full-refresh")
+        try:
+            outcome = self.runner().invoke(args)
+        finally:
+            _release_dbt_connection()
+        result.seconds = time.perf_counter() - started
+        if outcome.exception is not None:
+            raise StageFailed("build", None, {"build_id": build_id, "through_batch": str(through)},
+                              outcome.exception)
+        for node in outcome.result or []:
+            if str(node.status) in ("error", "fail"):
+                result.failures.append(f"{node.node.name}: {node.message}")
+        with conn_factory() as conn:
+            conn.execute(
+                "insert into loader.builds values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?)",
+                [build_id, int(result.seconds * 1e6), through, " ".join(selected), result.success,
+                 result.seconds])
+        return result
+
+
+def _release_dbt_connection() -> None:
+    """dbt-duckdb keeps its DuckDB connection for the process; close it so the file is free again."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()

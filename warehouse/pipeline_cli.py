@@ -1,0 +1,64 @@
+"""`mirador build` and `mirador run`: keep the view tables fresh and publish them to readers.
+
+Exit codes: 0 done; 1 terminal failure, or a model or data test failed (nothing was published);
+2 usage error; 3 transient failure (the warehouse file held past MIRADOR_LOADER_LOCK_TIMEOUT, Kafka
+unreachable, another `mirador run` already running): run again later.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import click
+from pydantic import ValidationError
+
+from warehouse.cli import EXIT_TERMINAL, EXIT_TRANSIENT, _stop_on_signals
+from warehouse.configuration import PipelineSettings
+from warehouse.exceptions import LoaderError
+from warehouse.pipeline import Pipeline, single_run
+
+
+def _settings() -> PipelineSettings:
+    try:
+        return PipelineSettings()
+    except ValidationError as err:
+        click.secho(f"error: invalid configuration: {err}", fg="red", err=True)
+        sys.exit(EXIT_TERMINAL)
+
+
+@click.command()
+@click.option("--full-refresh", is_flag=True, help="Rebuild every model from the raw changelog.")
+def build(full_refresh: bool) -> None:
+    """Build the view tables affected by what was loaded since the last build, then publish them."""
+    settings = _settings()
+    try:
+        cycle = Pipeline(settings).build_and_publish(full_refresh=full_refresh)
+    except LoaderError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(EXIT_TRANSIENT if err.transient else EXIT_TERMINAL)
+    result = cycle.build
+    if not result.success:
+        click.secho(f"build {result.build_id} failed; nothing published:", fg="red", err=True)
+        for failure in result.failures:
+            click.echo(f"  {failure}", err=True)
+        sys.exit(EXIT_TERMINAL)
+    if result.skipped:
+        click.echo(f"nothing new since batch {result.through_batch}; watermark refreshed")
+    else:
+        click.echo(f"built {' '.join(result.selected)} through batch {result.through_batch} in "
+                   f"{result.seconds:.2f}s; published {cycle.publication.file if cycle.publication else '-'}")
+
+
+@click.command()
+def run() -> None:
+    """Load -> build -> publish in a loop until SIGTERM (the current cycle finishes first)."""
+    settings = _settings()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        with single_run(settings):
+            Pipeline(settings).run(stop)
+    except LoaderError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(EXIT_TRANSIENT if err.transient else EXIT_TERMINAL)

@@ -1,0 +1,150 @@
+"""Publish: hand the view tables to readers as an immutable snapshot file, switched atomically.
+
+Readers (the read API's workers, an analyst's notebook) never open the working DuckDB file, which one
+writer at a time holds. Each publication copies the exposed marts into a new DuckDB file that is
+never written again, then replaces `current.json` (write to a temporary file, fsync, `os.replace`), so
+a reader sees the old publication or the new one, never a half-built one. A reader that opened an
+older file keeps reading it, even after it is removed. The pointer carries the watermark: per
+service, the newest source LSN and commit time included, plus the build id and time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+POINTER = "current.json"
+
+
+@dataclass
+class Publication:
+    build_id: str
+    file: str
+    built_at: str
+    published_at: str
+    through_batch: int
+    tables: list[str]
+    watermark: dict[str, dict]
+
+    def path(self, directory: Path) -> Path:
+        return directory / self.file
+
+
+def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """Per service, what the warehouse holds: newest LSN and commit time landed, last heartbeat."""
+    exists = conn.execute("select count(*) from information_schema.tables "
+                          "where table_schema = 'loader' and table_name = 'source_progress'").fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute("""
+        select service, last_lsn, last_commit_ts, heartbeat_at, caught_up_lsn, caught_up_commit_ts
+        from loader.source_progress order by service
+    """).fetchall()
+    return {
+        service: {"lsn": lsn, "commit_ts": _iso(commit), "heartbeat_at": _iso(heartbeat),
+                  "caught_up_lsn": caught_lsn, "caught_up_commit_ts": _iso(caught_commit)}
+        for service, lsn, commit, heartbeat, caught_lsn, caught_commit in rows
+    }
+
+
+def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
+            tables: list[str], keep: int = 3) -> Publication:
+    """Copy `marts.<table>` for each exposed table into `<directory>/<build_id>.duckdb` and switch to it.
+
+    `conn` is the working file, opened by the caller under the warehouse lock.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{build_id}.duckdb"
+    partial = target.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    watermark = read_watermark(conn)
+    built_at = _now()
+    conn.execute(f"attach '{partial}' as publication")
+    try:
+        for table in tables:
+            conn.execute(f'create table publication.main."{table}" as select * from marts."{table}"')
+        conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
+                     "built_at, ? as through_batch, ?::json as watermark",
+                     [build_id, built_at, through_batch, json.dumps(watermark)])
+    finally:
+        conn.execute("detach publication")
+    _fsync(partial)
+    os.replace(partial, target)
+    publication = Publication(build_id, target.name, built_at, _now(), through_batch, tables, watermark)
+    switch(directory, publication)
+    _prune(directory, keep)
+    return publication
+
+
+def refresh_watermark(conn: duckdb.DuckDBPyConnection, directory: Path) -> Publication | None:
+    """Nothing to rebuild, but the sources moved on (heartbeats): re-point with a newer watermark."""
+    current = current_publication(directory)
+    if current is None:
+        return None
+    watermark = read_watermark(conn)
+    if watermark == current.watermark:
+        return current
+    current.watermark, current.published_at = watermark, _now()
+    switch(directory, current)
+    return current
+
+
+def switch(directory: Path, publication: Publication) -> None:
+    """Atomically make `publication` the current one."""
+    temporary = directory / f".{POINTER}.{os.getpid()}"
+    with temporary.open("w") as out:
+        json.dump(asdict(publication), out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, directory / POINTER)
+    _fsync_dir(directory)
+
+
+def current_publication(directory: Path) -> Publication | None:
+    try:
+        return Publication(**json.loads((directory / POINTER).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Remove all but the newest `keep` older publications; open readers keep their file (unlinked)."""
+    current = current_publication(directory)
+    files = sorted((p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
+        Path(f"{old}.wal").unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
