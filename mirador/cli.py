@@ -8,7 +8,7 @@ import click
 
 from cdc.cli import stack
 from warehouse.cli import load
-from warehouse.pipeline_cli import build, run
+from warehouse.pipeline_cli import build, run, verify
 
 
 @click.group()
@@ -27,3 +27,4 @@ main.add_command(stack)
 main.add_command(load)
 main.add_command(build)
 main.add_command(run)
+main.add_command(verify)

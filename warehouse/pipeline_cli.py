@@ -62,3 +62,32 @@ def run() -> None:
     except LoaderError as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(EXIT_TRANSIENT if err.transient else EXIT_TERMINAL)
+
+
+@click.command()
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the views to catch up.")
+@click.option("--limit", default=20, show_default=True, help="Differences shown per view table.")
+def verify(timeout: float, limit: int) -> None:
+    """Recompute the view tables from the services' Postgres databases and compare (exit 1 on a difference)."""
+    from cdc.config import StackSettings
+    from warehouse.verify import verify as reconcile
+
+    settings = _settings()
+    try:
+        report = reconcile(StackSettings(), settings.published, timeout=timeout, limit=limit)
+    except LoaderError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(EXIT_TRANSIENT if err.transient else EXIT_TERMINAL)
+    click.echo(f"publication {report.publication.build_id} (waited {report.waited_seconds:.1f}s for it to "
+               f"catch up with the sources)")
+    for table, rows in report.rows_compared.items():
+        found = [d for d in report.differences if d.table == table]
+        status = click.style("ok", fg="green") if not found else click.style(f"{len(found)} differences", fg="red")
+        click.echo(f"  {table:<22} {rows:>9,} rows  {status}")
+        for diff in found:
+            click.echo(f"    {diff.key}: {diff.side}")
+            if diff.side == "values":
+                for column, value in diff.expected.items():
+                    if value != diff.published[column]:
+                        click.echo(f"      {column}: source {value!r}, published {diff.published[column]!r}")
+    sys.exit(EXIT_TERMINAL if report.differences else 0)
