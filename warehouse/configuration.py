@@ -45,13 +45,13 @@ class LoaderSettings(BaseSettings):
     loader_batch_messages: int = Field(100_000, gt=0)
     """A batch closes at this many messages..."""
 
-    loader_batch_bytes: int = Field(48 * 1024 * 1024, gt=0)
+    loader_batch_bytes: int = Field(32 * 1024 * 1024, gt=0)
     """... or this many bytes of message values (bounds memory whatever the backlog) ..."""
 
     loader_batch_seconds: float = Field(2.0, gt=0)
     """... or after this many seconds, whichever comes first."""
 
-    loader_fetch_kbytes: int = Field(32 * 1024, gt=0)
+    loader_fetch_kbytes: int = Field(16 * 1024, gt=0)
     """Most kilobytes librdkafka prefetches ahead of the loader (`queued.max.messages.kbytes`)."""
 
     loader_discover_seconds: float = Field(10.0, gt=0)
@@ -60,7 +60,7 @@ class LoaderSettings(BaseSettings):
     loader_lock_timeout: float = Field(900.0, ge=0)
     """Seconds to wait for another process holding the warehouse file before giving up."""
 
-    loader_duckdb_memory: str = "256MB"
+    loader_duckdb_memory: str = "128MB"
     """DuckDB `memory_limit` while a batch is written."""
 
     loader_duckdb_threads: int = Field(2, gt=0)

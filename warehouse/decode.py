@@ -151,27 +151,33 @@ class Decoder:
         self._schemas: dict[bytes, TableSchema] = {}
         self._current: dict[str, TableSchema] = {}
         self._kinds: dict[str, str] = {}
+        self._delete_lsn: dict[str, int | None] = {}
 
     def decode(self, messages: list[Message], batch: Batch) -> None:
-        positions, first = batch.positions, batch.first_offsets
-        groups, current, kinds = batch.groups, self._current, self._kinds
-        size = 0
+        """Decode a chunk of messages into `batch`. The hot loop: per message only what must be."""
+        positions, first, groups, kinds = batch.positions, batch.first_offsets, batch.groups, self._kinds
+        size = tombstones = 0
+        topic = partition = tp = kind = schema = group = None
+        last = -1
         for msg in messages:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            tp = (topic, partition)
-            if tp not in first:
-                first[tp] = offset
-            positions[tp] = offset + 1
+            offset = msg.offset()
+            if msg.partition() != partition or msg.topic() != topic:
+                if tp is not None:
+                    positions[tp] = last + 1
+                topic, partition = msg.topic(), msg.partition()
+                tp = (topic, partition)
+                first.setdefault(tp, offset)
+                kind = kinds.get(topic) or self._kind(topic)
+                schema, group = self._current.get(topic), None
+            last = offset
             value = msg.value()
             if value is None:
-                batch.tombstones += 1
+                tombstones += 1
                 continue
             size += len(value)
-            kind = kinds.get(topic) or self._kind(topic)
             if kind != "change":
                 self._decode_other(kind, msg, value, batch)
                 continue
-            schema = current.get(topic)
             envelope = None
             if schema is not None:
                 try:
@@ -180,28 +186,39 @@ class Decoder:
                         envelope = None
                 except msgspec.DecodeError:
                     envelope = None
-            try:
-                if envelope is None:
+            if envelope is None:
+                try:
                     schema, envelope = self._slow(msg, value)
-                payload = envelope.payload
-                if payload.op not in OPERATIONS:
-                    raise PoisonMessage(f"unknown Debezium operation {payload.op!r}")
-            except PoisonMessage as poison:
-                batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value, poison.reason))
+                except PoisonMessage as poison:
+                    batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value, poison.reason))
+                    schema = self._current.get(topic)
+                    continue
+            payload = envelope.payload
+            op = payload.op
+            if op not in OPERATIONS:
+                batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value,
+                                             f"unknown Debezium operation {op!r}"))
                 continue
-            if schema.key_columns is None and payload.op != "t":
-                schema.key_columns = _key_columns(msg.key())
-            group = groups.get((topic, id(schema)))
-            if group is None:
-                group = groups[(topic, id(schema))] = Group(schema, topic)
-            if payload.op == "c":
+            if group is None or group.schema is not schema:
+                group = groups.get((topic, id(schema)))
+                if group is None:
+                    group = groups[(topic, id(schema))] = Group(schema, topic)
+            if op == "d":
+                self._delete_lsn[topic] = payload.source.lsn
+                if schema.key_columns is None:
+                    schema.key_columns = _key_columns(msg.key())
+            elif op == "c" and payload.source.lsn == self._delete_lsn.get(topic, -1):
+                # the create half of a primary-key change shares its delete's LSN; only it has this header
                 for name, header in msg.headers() or ():
                     if name == OLD_KEY_HEADER and header is not None:
                         group.old_keys[len(group.offsets)] = header.decode()
             group.payloads.append(payload)
             group.partitions.append(partition)
             group.offsets.append(offset)
+        if tp is not None:
+            positions[tp] = last + 1
         batch.messages += len(messages)
+        batch.tombstones += tombstones
         batch.value_bytes += size
 
     def _kind(self, topic: str) -> str:

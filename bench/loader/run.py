@@ -1,0 +1,190 @@
+"""Loader benchmark: real envelopes replayed to Kafka, drained by `mirador load --once`, vs a naive loader.
+
+    .venv/bin/python bench/loader/run.py [--events 1000000] [--repeats 3] [--baseline-events 20000]
+
+Needs the stack (`mirador stack up`). Prints events/s and peak RSS of each `mirador load --once`
+run (median over repeats), the naive baseline's rate on a slice of the same events in the same run
+(json.loads + DuckDB `executemany`, same table layout), their ratio, and where the loader's time goes.
+Not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import duckdb  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+from bench.loader.capture import capture_envelopes  # noqa: E402
+from cdc.config import StackSettings  # noqa: E402
+from tests.warehouse.replay import Template, create_topic, delete_topics, replay  # noqa: E402
+from warehouse.catalog import Catalog  # noqa: E402
+from warehouse.configuration import LoaderSettings  # noqa: E402
+from warehouse.decode import Batch, Decoder  # noqa: E402
+from warehouse.frames import prepare  # noqa: E402
+from warehouse.land import Warehouse  # noqa: E402
+
+
+def run_loader(topic: str, bootstrap: str, workdir: Path) -> dict:
+    path = workdir / f"run-{uuid.uuid4().hex[:6]}" / "mirador.duckdb"
+    env = os.environ | {"MIRADOR_WAREHOUSE_PATH": str(path), "MIRADOR_KAFKA_BOOTSTRAP": bootstrap,
+                        "MIRADOR_LOADER_TOPICS": json.dumps([topic]), "MIRADOR_LOADER_GROUP": f"bench-{uuid.uuid4()}"}
+    started = time.perf_counter()
+    process = subprocess.Popen([str(ROOT / ".venv/bin/mirador"), "load", "--once", "--no-progress"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"mirador load failed:\n{stderr[-2000:]}")
+    with duckdb.connect(str(path), read_only=True) as conn:
+        events = conn.execute("select sum(events) from loader.batches").fetchone()[0]
+    loop = next((line for line in stderr.splitlines() if " done batches=" in line), "")
+    own = float(loop.split("rate=")[1].split("/s")[0]) if "rate=" in loop else 0.0
+    return {"events": events, "wall": wall, "rate": events / wall, "loop_rate": own,
+            "rss_mb": usage.ru_maxrss / 1024, "size_mb": path.stat().st_size / 1e6}
+
+
+def fetch(topic: str, bootstrap: str, count: int) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    messages: list = []
+    while len(messages) < count:
+        messages += [m for m in consumer.consume(min(10_000, count - len(messages)), 1.0) if m.error() is None]
+    consumer.close()
+    return messages
+
+
+def naive_baseline(topic: str, bootstrap: str, count: int, workdir: Path, columns: list[tuple[str, str]]) -> float:
+    """What a first loader looks like: json.loads per message, Python conversions, executemany."""
+    started = time.perf_counter()
+    messages = fetch(topic, bootstrap, count)
+    with duckdb.connect(str(workdir / "naive.duckdb")) as conn:
+        metadata = ["_op VARCHAR", "_deleted BOOLEAN", "_snapshot BOOLEAN", "_lsn BIGINT", "_seq VARCHAR",
+                    "_txid BIGINT", "_commit_ts TIMESTAMPTZ", "_topic VARCHAR", "_partition INTEGER",
+                    "_offset BIGINT"]
+        conn.execute(f"create table items ({', '.join(metadata + [f'{n} {t}' for n, t in columns])})")
+        rows = []
+        for m in messages:
+            envelope = json.loads(m.value())
+            payload = envelope["payload"]
+            fields = {f["field"]: f for f in next(f for f in envelope["schema"]["fields"]
+                                                   if f["field"] == "after")["fields"]}
+            row = payload["after"] or payload["before"]
+            values = []
+            for name, _ in columns:
+                value, schema = row.get(name), fields[name]
+                if value is not None and schema.get("name") == "org.apache.kafka.connect.data.Decimal":
+                    value = Decimal(int.from_bytes(base64.b64decode(value), "big", signed=True)).scaleb(
+                        -int(schema["parameters"]["scale"]))
+                values.append(value)
+            source = payload["source"]
+            rows.append([payload["op"], payload["op"] == "d", source["snapshot"] != "false", source["lsn"],
+                         source["sequence"], source["txId"], datetime.fromtimestamp(source["ts_us"] / 1e6, timezone.utc),
+                         m.topic(), m.partition(), m.offset(), *values])
+        conn.executemany(f"insert into items values ({', '.join('?' for _ in range(len(metadata) + len(columns)))})",
+                         rows)
+    return count / (time.perf_counter() - started)
+
+
+def profile(topic: str, bootstrap: str, count: int, workdir: Path) -> str:
+    """Where the time goes, stage by stage, on `count` events already in memory; then cProfile's top."""
+    messages = fetch(topic, bootstrap, count)
+    settings = LoaderSettings(warehouse_path=workdir / "profile" / "mirador.duckdb")
+    warehouse = Warehouse(settings)
+    _, raw = warehouse.read_state()
+    decoder = Decoder(Catalog(raw))
+    timings = {"decode": 0.0, "arrow": 0.0, "land": 0.0}
+    profiler = cProfile.Profile()
+    step = 50_000
+    for start in range(0, len(messages), step):
+        batch = Batch()
+        t0 = time.perf_counter()
+        profiler.enable()
+        decoder.decode(messages[start:start + step], batch)
+        t1 = time.perf_counter()
+        work = prepare(batch, decoder.catalog.tables, set())
+        profiler.disable()
+        t2 = time.perf_counter()
+        warehouse.land(work)
+        t3 = time.perf_counter()
+        timings["decode"] += t1 - t0
+        timings["arrow"] += t2 - t1
+        timings["land"] += t3 - t2
+    lines = [f"  {stage:<7} {seconds * 1e6 / count:6.2f} us/event  ({count / seconds:,.0f} events/s alone)"
+             for stage, seconds in timings.items()]
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
+    top = [line for line in out.getvalue().splitlines() if line.strip()][-9:]
+    return "\n".join(lines + ["  decode + arrow, top functions by own time:"] + ["    " + line for line in top])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-events", type=int, default=20_000)
+    parser.add_argument("--profile-events", type=int, default=200_000)
+    args = parser.parse_args()
+    stack = StackSettings()
+    bootstrap = stack.kafka_bootstrap_servers
+    records = [r for r in capture_envelopes(stack) if r["value"] is not None]  # tombstones are not events
+    templates = [Template(r) for r in records]
+    sizes = [len(r["value"]) for r in records]
+    topic = f"bench{uuid.uuid4().hex[:8]}.public.items"
+    create_topic(bootstrap, topic)
+    try:
+        t0 = time.perf_counter()
+        replay(bootstrap, topic, templates, args.events)
+        produced = time.perf_counter() - t0
+        print(f"produced {args.events:,} events ({', '.join(json.loads(r['value'])['payload']['op'] for r in records)}"
+              f" envelopes of {min(sizes)}-{max(sizes)} bytes) to {topic} in {produced:.1f}s")
+        with tempfile.TemporaryDirectory(prefix="mirador-bench-") as tmp:
+            workdir = Path(tmp)
+            runs = []
+            for number in range(args.repeats):
+                runs.append(run_loader(topic, bootstrap, workdir))
+                r = runs[-1]
+                print(f"run {number + 1}: {r['events']:,} events in {r['wall']:.2f}s = {r['rate']:,.0f} events/s "
+                      f"(process wall clock; loop {r['loop_rate']:,.0f}/s), peak RSS {r['rss_mb']:.0f} MB, "
+                      f"file {r['size_mb']:.0f} MB")
+            columns = [(n, t) for n, t in duckdb.connect(str(next(workdir.glob("run-*/mirador.duckdb"))),
+                                                          read_only=True).execute(
+                "select column_name, data_type from duckdb_columns() where table_name = 'items' "
+                "and column_name not like '\\_%' escape '\\'").fetchall()]
+            baseline = statistics.median(
+                naive_baseline(topic, bootstrap, args.baseline_events, workdir / f"naive{i}", columns)
+                for i in range(args.repeats) if (workdir / f"naive{i}").mkdir() or True)
+            rate = statistics.median(r["rate"] for r in runs)
+            print(f"\nmirador load --once: median {rate:,.0f} events/s over {args.repeats} runs of {args.events:,}; "
+                  f"peak RSS max {max(r['rss_mb'] for r in runs):.0f} MB")
+            print(f"naive json.loads + executemany: median {baseline:,.0f} events/s on {args.baseline_events:,} "
+                  f"of the same events")
+            print(f"ratio: {rate / baseline:,.0f}x")
+            print(f"\nprofile on {args.profile_events:,} events in memory (one thread, no overlap):")
+            print(profile(topic, bootstrap, min(args.profile_events, args.events), workdir))
+    finally:
+        delete_topics(bootstrap, [topic])
+
+
+if __name__ == "__main__":
+    main()
