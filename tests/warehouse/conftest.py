@@ -48,3 +48,21 @@ def expected_rows() -> dict[str, list[dict]]:
 def loader_settings(tmp_path: Path) -> LoaderSettings:
     """Settings pointing at a scratch warehouse file; Kafka settings as the environment says."""
     return LoaderSettings(warehouse_path=tmp_path / "warehouse" / "mirador.duckdb")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def loader_env(settings: LoaderSettings, topics: list[str], **extra: str) -> dict[str, str]:
+    """Environment for a `mirador load` subprocess on these topics and this scratch warehouse."""
+    import os
+    import uuid
+
+    return os.environ | {
+        "MIRADOR_WAREHOUSE_PATH": str(settings.warehouse),
+        "MIRADOR_LOADER_TOPICS": json.dumps(topics),
+        "MIRADOR_LOADER_GROUP": f"mirador-loader-test-{uuid.uuid4().hex[:8]}",
+    } | extra
+
+
+MIRADOR = str(ROOT / ".venv" / "bin" / "mirador")
