@@ -1,4 +1,4 @@
-{{ config(unique_key=['customer_id'], pre_hook=truncate_hook(raw_source('customers', 'customers'))) }}
+{{ config(unique_key=['customer_id'], pre_hook="{{ truncate_hook(raw_source('customers', 'customers')) }}") }}
 
 {{ current_state(
     raw_source('customers', 'customers'),

@@ -1,4 +1,4 @@
-{{ config(unique_key=['product_id'], pre_hook=truncate_hook(raw_source('inventory', 'products'))) }}
+{{ config(unique_key=['product_id'], pre_hook="{{ truncate_hook(raw_source('inventory', 'products')) }}") }}
 
 {{ current_state(
     raw_source('inventory', 'products'),

@@ -1,4 +1,4 @@
-{{ config(unique_key=['invoice_id'], pre_hook=truncate_hook(raw_source('invoices', 'invoices'))) }}
+{{ config(unique_key=['invoice_id'], pre_hook="{{ truncate_hook(raw_source('invoices', 'invoices')) }}") }}
 
 {{ current_state(
     raw_source('invoices', 'invoices'),

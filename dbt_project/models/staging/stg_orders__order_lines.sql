@@ -1,4 +1,4 @@
-{{ config(unique_key=['order_id', 'line_no'], pre_hook=truncate_hook(raw_source('orders', 'order_lines'))) }}
+{{ config(unique_key=['order_id', 'line_no'], pre_hook="{{ truncate_hook(raw_source('orders', 'order_lines')) }}") }}
 
 {{ current_state(
     raw_source('orders', 'order_lines'),

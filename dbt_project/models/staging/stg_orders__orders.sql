@@ -1,4 +1,4 @@
-{{ config(unique_key=['order_id'], pre_hook=truncate_hook(raw_source('orders', 'orders'))) }}
+{{ config(unique_key=['order_id'], pre_hook="{{ truncate_hook(raw_source('orders', 'orders')) }}") }}
 
 {{ current_state(
     raw_source('orders', 'orders'),

@@ -1,0 +1,174 @@
+"""A simulated orders service that writes the loader's raw changelog, for property tests of the models.
+
+It keeps the source's true state (orders and their lines) and appends to `raw.orders__orders` and
+`raw.orders__order_lines` what the loader lands for each change: the same metadata columns
+(warehouse.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates, updates (some
+with an unchanged TOASTed column), deletes, primary-key changes, truncates and redeliveries.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
+
+from warehouse.catalog import METADATA
+from warehouse.land import STATE_DDL
+
+ORDER_COLUMNS = {
+    "id": "UUID", "customer_id": "UUID", "currency": "VARCHAR", "status": "VARCHAR", "last_line_no": "INTEGER",
+    "cancel_reason": "VARCHAR", "version": "INTEGER", "placed_at": "TIMESTAMP WITH TIME ZONE",
+    "paid_at": "TIMESTAMP WITH TIME ZONE", "shipped_at": "TIMESTAMP WITH TIME ZONE",
+    "cancelled_at": "TIMESTAMP WITH TIME ZONE", "updated_at": "TIMESTAMP WITH TIME ZONE",
+}
+LINE_COLUMNS = {"order_id": "UUID", "line_no": "INTEGER", "product_id": "UUID", "quantity": "INTEGER",
+                "unit_price": "DECIMAL(12,2)"}
+TABLES = {"orders__orders": (ORDER_COLUMNS, ("id",)), "orders__order_lines": (LINE_COLUMNS, ("order_id", "line_no"))}
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Changelog:
+    rng: random.Random
+    orders: dict = field(default_factory=dict)
+    lines: dict = field(default_factory=dict)
+    lsn: int = 1000
+    pending: list = field(default_factory=list)
+    emitted: list = field(default_factory=list)
+    offsets: dict = field(default_factory=lambda: {t: 0 for t in TABLES})
+
+    # -- what the source does ---------------------------------------------------------------------
+    def step(self) -> None:
+        """One random command against the source."""
+        choices = ["create", "create", "update", "update", "toast_update", "delete", "key_change",
+                   "add_line", "add_line", "update_line", "delete_line", "redeliver", "truncate_lines"]
+        weights = [4, 4, 4, 4, 3, 2, 1, 5, 5, 3, 2, 2, 0.3]
+        getattr(self, self.rng.choices(choices, weights)[0])()
+
+    def create(self, order_id: uuid.UUID | None = None) -> None:
+        order_id = order_id or uuid.UUID(int=self.rng.getrandbits(128))
+        row = {"id": order_id, "customer_id": uuid.UUID(int=self.rng.randrange(50)), "currency": "EUR",
+               "status": "placed", "last_line_no": 0, "cancel_reason": None, "version": 1,
+               "placed_at": self._now(), "paid_at": None, "shipped_at": None, "cancelled_at": None,
+               "updated_at": self._now()}
+        self.orders[order_id] = row
+        self._emit("orders__orders", "c", row)
+
+    def update(self, toast: bool = False) -> None:
+        if not self.orders:
+            return self.create()
+        row = self.orders[self.rng.choice(sorted(self.orders))]
+        row.update(status=self.rng.choice(["placed", "paid", "shipped", "cancelled"]), version=row["version"] + 1,
+                   updated_at=self._now())
+        if not toast:
+            row["cancel_reason"] = self.rng.choice([None, "changed mind", "x" * self.rng.randrange(1, 40)])
+        self._emit("orders__orders", "u", row, unavailable=["cancel_reason"] if toast else None)
+
+    def toast_update(self) -> None:
+        self.update(toast=True)
+
+    def delete(self) -> None:
+        if not self.orders:
+            return
+        order_id = self.rng.choice(sorted(self.orders))
+        for key in [k for k in self.lines if k[0] == order_id]:
+            self._emit("orders__order_lines", "d", self.lines.pop(key))
+        self._emit("orders__orders", "d", self.orders.pop(order_id))
+
+    def key_change(self) -> None:
+        """An UPDATE of the primary key: Debezium sends a delete of the old key and a create of the new."""
+        candidates = [k for k in sorted(self.orders) if not any(line[0] == k for line in self.lines)]
+        if not candidates:
+            return
+        old = candidates[0]
+        row = self.orders.pop(old)
+        self._emit("orders__orders", "d", row, same_lsn=False)
+        row = dict(row, id=uuid.UUID(int=self.rng.getrandbits(128)), version=row["version"] + 1)
+        self.orders[row["id"]] = row
+        self._emit("orders__orders", "c", row, same_lsn=True)
+
+    def add_line(self) -> None:
+        if not self.orders:
+            return self.create()
+        order = self.orders[self.rng.choice(sorted(self.orders))]
+        order["last_line_no"] += 1
+        row = {"order_id": order["id"], "line_no": order["last_line_no"], "product_id": uuid.UUID(int=self.rng.randrange(20)),
+               "quantity": self.rng.randrange(1, 10), "unit_price": Decimal(self.rng.randrange(1, 100000)) / 100}
+        self.lines[(row["order_id"], row["line_no"])] = row
+        self._emit("orders__order_lines", "c", row)
+
+    def update_line(self) -> None:
+        if not self.lines:
+            return self.add_line()
+        row = self.lines[self.rng.choice(sorted(self.lines))]
+        row["quantity"] = self.rng.randrange(1, 10)
+        self._emit("orders__order_lines", "u", row)
+
+    def delete_line(self) -> None:
+        if self.lines:
+            self._emit("orders__order_lines", "d", self.lines.pop(self.rng.choice(sorted(self.lines))))
+
+    def truncate_lines(self) -> None:
+        self.lines.clear()
+        self._emit("orders__order_lines", "t", None)
+
+    def redeliver(self) -> None:
+        """A connector restart re-sends events it had already sent: same LSN and values, new offset."""
+        if self.emitted:
+            event = dict(self.rng.choice(self.emitted[-50:]))
+            event["_offset"] = self._offset(event["_table"])
+            self.pending.append(event)
+
+    # -- what the loader lands --------------------------------------------------------------------
+    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Land the pending events as one loader batch."""
+        conn.execute(STATE_DDL)
+        for table, (columns, _) in TABLES.items():
+            metadata = ", ".join(f'"{name}" {kind}' for name, kind, _ in METADATA)
+            source = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
+            conn.execute(f"create table if not exists raw.{table} ({metadata}, {source})")
+        batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchone()[0]
+        loaded_at = datetime.now(timezone.utc)
+        tables = set()
+        for event in self.pending:
+            table = event["_table"]
+            columns, _ = TABLES[table]
+            values = {name: event.get(name) for name, _, _ in METADATA} | {c: event.get(c) for c in columns}
+            values |= {"_batch_id": batch_id, "_loaded_at": loaded_at, "_topic": f"orders.public.{table[8:]}",
+                       "_partition": 0}
+            names = list(values)
+            conn.execute(f"insert into raw.{table} ({', '.join(names)}) values ({', '.join('?' for _ in names)})",
+                         [values[n] for n in names])
+            tables.add(table)
+        conn.execute("insert into loader.batches (batch_id, committed_at, messages, events, tables) "
+                     "values (?, ?, ?, ?, ?)", [batch_id, loaded_at, len(self.pending), len(self.pending), sorted(tables)])
+        self.pending.clear()
+
+    def _emit(self, table: str, op: str, row: dict | None, unavailable: list[str] | None = None,
+              same_lsn: bool = False) -> None:
+        if not same_lsn:
+            self.lsn += self.rng.randrange(8, 400)
+        columns, keys = TABLES[table]
+        event = {"_table": table, "_op": op, "_deleted": op == "d", "_snapshot": False, "_lsn": self.lsn,
+                 "_seq": f'["{self.lsn - 8}","{self.lsn}"]', "_txid": self.lsn // 8,
+                 "_commit_ts": EPOCH + timedelta(microseconds=self.lsn), "_offset": self._offset(table),
+                 "_unavailable": unavailable}
+        if row is not None:
+            # A delete carries only the key columns (default replica identity).
+            event |= {c: row[c] for c in (keys if op == "d" else columns)}
+            for column in unavailable or []:
+                event[column] = None
+        self.pending.append(event)
+        if op != "t":
+            self.emitted.append(event)
+
+    def _offset(self, table: str) -> int:
+        self.offsets[table] += 1
+        return self.offsets[table]
+
+    def _now(self) -> datetime:
+        return EPOCH + timedelta(microseconds=self.lsn)
