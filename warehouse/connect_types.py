@@ -147,7 +147,7 @@ def iso_interval(text: str) -> tuple[int, int, int]:
     nanos = -nanos if negative_seconds else nanos
     nanos += (int(part["h"]) * 3600 + int(part["mi"]) * 60) * 10**9
     months, days = int(part["y"]) * 12 + int(part["mo"]), int(part["d"])
-    sign = -1 if part["sign"] else 1
+    sign = -1 if match.group("sign") else 1
     return sign * months, sign * days, sign * nanos
 
 
