@@ -1,0 +1,118 @@
+"""Running one command: one transaction, its idempotency key, and the source position of its write."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg.errors import UniqueViolation
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from services.common import idempotency
+from services.common.errors import CommandRefused, ConcurrencyConflict, Retry
+from services.common.tx import Tx
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a command wrote: the aggregate's id, its new version (None once deleted), extra fields."""
+
+    id: UUID | str
+    version: int | None
+    status: int = 200
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict:
+        return {"id": str(self.id), "version": self.version, **self.extra}
+
+
+Work = Callable[[Tx], Awaitable[Written]]
+
+
+class Command:
+    """One command request: its pool, its idempotency key and the route it came in on."""
+
+    def __init__(self, pool: AsyncConnectionPool, route: str, key: str | None,
+                 constraint_errors: Mapping[str, type[CommandRefused]]) -> None:
+        self.pool, self.route, self.key = pool, route, key
+        self.constraint_errors = constraint_errors
+
+    async def run(self, work: Work, body: BaseModel | None = None, *, expected_version: int | None = None,
+                  attempts: int = 1) -> Response:
+        """Run `work` as one transaction; after a `Retry` conflict run it again, up to `attempts` times."""
+        claim = None
+        if self.key:
+            claim = (self.key, self.route, idempotency.fingerprint(self.route, _canonical(body, expected_version)))
+        for attempt in range(attempts):
+            try:
+                return await self._once(work, claim)
+            except UniqueViolation as err:
+                constraint = err.diag.constraint_name or ""
+                if claim and constraint == idempotency.CONSTRAINT:
+                    return await self._replay(claim)
+                refusal = self.constraint_errors.get(constraint)
+                if refusal is None:
+                    raise
+                if not issubclass(refusal, Retry):
+                    raise refusal((refusal.__doc__ or refusal.title).strip().splitlines()[0]) from None
+            except CommandRefused:
+                # A retry of a command that already succeeded may now break a rule: the first result stands.
+                if claim and (replay := await self._replay(claim, required=False)):
+                    return replay
+                raise
+            if attempt + 1 < attempts:
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
+        raise ConcurrencyConflict(f"other writers changed the same data {attempts} times in a row; "
+                                  "send the command again")
+
+    async def _once(self, work: Work, claim: tuple[str, str, bytes] | None) -> Response:
+        async with self.pool.connection() as conn:
+            tx = Tx(conn, claim)
+            try:
+                written = await work(tx)
+                body = written.body()
+                txid, lsn = await tx.commit(written.status, idempotency.dump(body))
+            except BaseException:
+                await _quietly(tx.rollback())
+                raise
+        return render(written.status, body, {"txid": txid, "lsn": lsn})
+
+    async def _replay(self, claim: tuple[str, str, bytes], required: bool = True) -> Response | None:
+        key, route, request_hash = claim
+        async with self.pool.connection() as conn:
+            first = await idempotency.stored(conn, key, route, request_hash)
+        if first is None:
+            if required:
+                raise ConcurrencyConflict("the Idempotency-Key's first command did not finish; send it again")
+            return None
+        return render(first.status, first.response, {"txid": first.txid, "lsn": first.lsn}, replayed=True)
+
+
+async def _quietly(rollback: Awaitable[None]) -> None:
+    try:
+        await rollback
+    except psycopg.Error:
+        pass  # a broken connection: the pool discards it, and the server rolls back
+
+
+def _canonical(body: BaseModel | None, expected_version: int | None) -> bytes:
+    data = body.model_dump(mode="json") if body is not None else None
+    return orjson.dumps({"body": data, "if_match": expected_version}, option=orjson.OPT_SORT_KEYS)
+
+
+def render(status: int, body: dict, position: dict, replayed: bool = False) -> Response:
+    headers = {}
+    if body.get("version") is not None:
+        headers["ETag"] = f'"{body["version"]}"'
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(orjson.dumps({**body, "position": position}), status_code=status,
+                    media_type="application/json", headers=headers)
