@@ -1,0 +1,1 @@
+"""The customers service: register, update and delete customers."""

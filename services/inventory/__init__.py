@@ -1,0 +1,1 @@
+"""The inventory service: the product catalogue (CRUD) and stock (event-sourced)."""

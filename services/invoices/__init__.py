@@ -1,0 +1,1 @@
+"""The invoices service: issue invoices for orders, mark them paid, void them."""
