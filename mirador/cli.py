@@ -7,6 +7,7 @@ import logging
 import click
 
 from cdc.cli import stack
+from services.cli import services, simulate
 from warehouse.cli import load
 from warehouse.pipeline_cli import build, run, verify
 
@@ -28,3 +29,5 @@ main.add_command(load)
 main.add_command(build)
 main.add_command(run)
 main.add_command(verify)
+main.add_command(services)
+main.add_command(simulate)

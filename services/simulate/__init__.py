@@ -1,0 +1,1 @@
+"""`mirador simulate`: shop-like traffic through the services' HTTP commands."""
