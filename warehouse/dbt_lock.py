@@ -9,14 +9,14 @@ holds the lock itself around its in-process builds, it stands aside.
 from __future__ import annotations
 
 import logging
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from warehouse.lock import WarehouseLock
-
-log = logging.getLogger(__name__)
 
 held_by_this_process: set[Path] = set()
 """Warehouse files whose lock this process already holds (the pipeline registers its own here)."""
@@ -33,7 +33,25 @@ class Plugin(BasePlugin):
         if self._lock is not None or path in held_by_this_process or creds.path == ":memory:":
             return
         self._lock = WarehouseLock(path, "dbt", timeout=self.timeout)
-        self._lock.acquire()
-        if self._lock.waited > 0.5:
-            log.info("waited %.1fs for the warehouse file", self._lock.waited)
+        with _said_on_stderr(logging.getLogger("warehouse.lock")) as say:
+            self._lock.acquire()
+            if self._lock.waited > 0.5:
+                say.info("waited %.1fs for the warehouse file; building now", self._lock.waited)
         held_by_this_process.add(path)
+
+
+@contextmanager
+def _said_on_stderr(logger: logging.Logger):
+    """dbt's CLI shows only its own events: print the lock's waiting lines on stderr while we wait."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s mirador: %(message)s", "%H:%M:%S"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
