@@ -83,6 +83,11 @@ class TableSchema:
     problem: str | None = None
     key_columns: list[str] | None = None
     """Primary-key columns, from the message key's schema; a delete's other columns are not data."""
+    payload_decoder: msgspec.json.Decoder | None = None
+    prefix: bytes = b""
+    """`{"schema":<these bytes>,"payload":` as the JsonConverter writes it: a message starting with it
+    has this schema, checked with one memcmp instead of a parse."""
+    prefix_len: int = 0
     defaults: dict[str, Any] = field(default_factory=dict)
     """Constant source defaults of plain columns; a column added later backfills older rows with it."""
 
@@ -178,22 +183,28 @@ class Decoder:
             if kind != "change":
                 self._decode_other(kind, msg, value, batch)
                 continue
-            envelope = None
+            payload = None
             if schema is not None:
-                try:
-                    envelope = schema.decoder.decode(value)
-                    if envelope.schema != schema.raw:
-                        envelope = None
-                except msgspec.DecodeError:
-                    envelope = None
-            if envelope is None:
+                if value.startswith(schema.prefix) and value[-1] == 125:  # ...,"payload":{...}}
+                    # same schema bytes as last time: decode only the payload, never scan the schema
+                    try:
+                        payload = schema.payload_decoder.decode(memoryview(value)[schema.prefix_len:-1])
+                    except msgspec.DecodeError:
+                        payload = None
+                if payload is None:  # another layout of the same JSON, or another schema
+                    try:
+                        envelope = schema.decoder.decode(value)
+                        payload = envelope.payload if envelope.schema == schema.raw else None
+                    except msgspec.DecodeError:
+                        payload = None
+            if payload is None:
                 try:
                     schema, envelope = self._slow(msg, value)
                 except PoisonMessage as poison:
                     batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value, poison.reason))
                     schema = self._current.get(topic)
                     continue
-            payload = envelope.payload
+                payload = envelope.payload
             op = payload.op
             if op not in OPERATIONS:
                 batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value,
@@ -330,5 +341,7 @@ def _table_schema(raw: msgspec.Raw, table: str, columns: list[tuple[str, ColumnT
     payload = msgspec.defstruct("Payload", [
         ("op", str), ("source", Source), ("before", row | None, None), ("after", row | None, None)], gc=False)
     envelope = msgspec.defstruct("Envelope", [("schema", msgspec.Raw), ("payload", payload)], gc=False)
+    prefix = b'{"schema":' + bytes(raw) + b',"payload":'
     return TableSchema(raw, table, columns, msgspec.json.Decoder(envelope), empty_row=row(),
-                       getters=[operator.attrgetter(n) for n in names])
+                       getters=[operator.attrgetter(n) for n in names], payload_decoder=msgspec.json.Decoder(payload),
+                       prefix=prefix, prefix_len=len(prefix))

@@ -48,19 +48,34 @@ def run_loader(topic: str, bootstrap: str, workdir: Path) -> dict:
     env = os.environ | {"MIRADOR_WAREHOUSE_PATH": str(path), "MIRADOR_KAFKA_BOOTSTRAP": bootstrap,
                         "MIRADOR_LOADER_TOPICS": json.dumps([topic]), "MIRADOR_LOADER_GROUP": f"bench-{uuid.uuid4()}"}
     started = time.perf_counter()
-    process = subprocess.Popen([str(ROOT / ".venv/bin/mirador"), "load", "--once", "--no-progress"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    log = workdir / f"{path.parent.name}.log"
+    with log.open("w") as stderr_file:
+        process = subprocess.Popen([str(ROOT / ".venv/bin/mirador"), "load", "--once", "--no-progress"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr_file)
+        peak_kb = 0
+        while process.poll() is None:  # VmHWM is the process's own high-water mark (ru_maxrss is not:
+            peak_kb = max(peak_kb, _vm_hwm_kb(process.pid))  # it keeps the forking parent's from before exec)
+            time.sleep(0.02)
     wall = time.perf_counter() - started
-    stderr = process.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
+    stderr = log.read_text()
+    if process.returncode != 0:
         raise RuntimeError(f"mirador load failed:\n{stderr[-2000:]}")
     with duckdb.connect(str(path), read_only=True) as conn:
         events = conn.execute("select sum(events) from loader.batches").fetchone()[0]
     loop = next((line for line in stderr.splitlines() if " done batches=" in line), "")
     own = float(loop.split("rate=")[1].split("/s")[0]) if "rate=" in loop else 0.0
     return {"events": events, "wall": wall, "rate": events / wall, "loop_rate": own,
-            "rss_mb": usage.ru_maxrss / 1024, "size_mb": path.stat().st_size / 1e6}
+            "rss_mb": peak_kb / 1024, "size_mb": path.stat().st_size / 1e6}
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def fetch(topic: str, bootstrap: str, count: int) -> list:
@@ -156,6 +171,8 @@ def main() -> None:
         t0 = time.perf_counter()
         replay(bootstrap, topic, templates, args.events)
         produced = time.perf_counter() - t0
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs "
+              "(other processes share the cores)")
         print(f"produced {args.events:,} events ({', '.join(json.loads(r['value'])['payload']['op'] for r in records)}"
               f" envelopes of {min(sizes)}-{max(sizes)} bytes) to {topic} in {produced:.1f}s")
         with tempfile.TemporaryDirectory(prefix="mirador-bench-") as tmp:
