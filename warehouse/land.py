@@ -74,6 +74,7 @@ class Warehouse:
 
     def __init__(self, settings: LoaderSettings, holder: str = "mirador load") -> None:
         self.settings, self.path, self.holder = settings, settings.warehouse, holder
+        self._ready = False
 
     def _lock(self) -> WarehouseLock:
         return WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout)
@@ -82,6 +83,7 @@ class Warehouse:
         """Stored positions and the raw tables' source columns, creating the state tables if new."""
         with self._lock(), connect(self.path, self.settings) as conn:
             conn.execute(STATE_DDL)
+            self._ready = True
             conn.execute("set TimeZone = 'UTC'")
             positions = {(t, p): o for t, p, o in conn.execute(
                 "select topic, partition, next_offset from loader.positions").fetchall()}
@@ -90,7 +92,9 @@ class Warehouse:
     def land(self, work: Work) -> Landed:
         started = time.perf_counter()
         with self._lock() as lock, connect(self.path, self.settings) as conn:
-            conn.execute(STATE_DDL)
+            if not self._ready:  # state tables exist once read_state or a first batch made them
+                conn.execute(STATE_DDL)
+                self._ready = True
             conn.execute("set TimeZone = 'UTC'")
             conn.execute("begin transaction")
             try:
