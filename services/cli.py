@@ -16,6 +16,10 @@ def _names(names: tuple[str, ...]) -> list[str]:
     return [n for n in NAMES if n in names] if names else NAMES
 
 
+def _invalid(err: ValidationError) -> str:
+    return "invalid configuration: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+
+
 def _fail(message: str) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(1)
@@ -35,8 +39,10 @@ def up(names: tuple[str, ...], workers: int | None, timeout: float) -> None:
     """Start the services (all, or those named) and wait until each answers /readyz; idempotent."""
     try:
         started = runner.up(_names(names), workers=workers, timeout=timeout)
-    except (runner.ServiceError, ValidationError) as err:
+    except runner.ServiceError as err:
         _fail(str(err))
+    except ValidationError as err:
+        _fail(_invalid(err))
     for s in started:
         click.echo(f"{s.name:<10} {s.url:<24} pid {s.pid:<7} workers {s.workers}")
 
@@ -52,7 +58,10 @@ def down(names: tuple[str, ...]) -> None:
 @services.command()
 def status() -> None:
     """Show each service's URL, PID and readiness. Exit 1 if any is not ready."""
-    report = runner.status(NAMES)
+    try:
+        report = runner.status(NAMES)
+    except ValidationError as err:
+        _fail(_invalid(err))
     for s in report:
         state = click.style("ready", fg="green") if s.ready else click.style("down ", fg="red")
         click.echo(f"{s.name:<10} {state} {s.url:<24} pid {s.pid or '-'}")
@@ -80,7 +89,7 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
     try:
         settings = {name: runner.settings_of(name) for name in NAMES}
     except ValidationError as err:
-        _fail(str(err))
+        _fail(_invalid(err))
     down = [name for name, s in settings.items() if not runner.ready(s)]
     if down:
         _fail(f"{', '.join(down)} not ready at {', '.join(settings[n].base_url for n in down)}\n"

@@ -11,6 +11,7 @@ import httpx
 
 from mirador.home import default_home
 from services import process
+from services.common import db
 from services.common.config import ServiceSettings
 from services.customers.config import CustomersSettings
 from services.inventory.config import InventorySettings
@@ -60,27 +61,36 @@ def ready(settings: ServiceSettings) -> bool:
 
 def up(names: list[str], *, workers: int | None = None, home: Path | None = None,
        timeout: float = 60.0) -> list[Running]:
-    """Start each named service that is not running and wait until it answers /readyz."""
+    """Start each named service that is not running, all at once, and wait until each answers /readyz."""
     home = home or default_home()
-    started = []
+    running, starting = [], []
     for name in names:
         settings = settings_of(name)
         n_workers = workers or settings.workers
         pidfile, log = _files(name, home)
         if pid := process.running_pid(pidfile, _app(name)):
-            started.append(Running(name, pid, settings.base_url, ready(settings), n_workers))
+            running.append(Running(name, pid, settings.base_url, ready(settings), n_workers))
             continue
         if process.port_in_use(settings.host, settings.port):
             raise ServiceError(
                 f"port {settings.host}:{settings.port} for the {name} service is already in use by another "
                 f"process\n  fix: stop it, or choose another port with MIRADOR_{name.upper()}_PORT=<port>")
+        try:
+            db.probe(settings)
+        except db.DatabaseUnreachable as err:
+            raise ServiceError(str(err)) from None
         argv = [sys.executable, "-m", "uvicorn", "--factory", _app(name),
                 "--host", settings.host, "--port", str(settings.port), "--workers", str(n_workers),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "5"]
         pid = process.spawn(argv, pidfile, log, env={f"MIRADOR_{name.upper()}_PORT": str(settings.port)})
-        _wait_ready(name, settings, pid, log, timeout)
-        started.append(Running(name, pid, settings.base_url, True, n_workers))
-    return started
+        starting.append((Running(name, pid, settings.base_url, True, n_workers), settings, log))
+    try:
+        for started, settings, log in starting:
+            _wait_ready(started.name, settings, started.pid, log, timeout)
+    except ServiceError:
+        down([started.name for started, _, _ in starting], home=home)
+        raise
+    return running + [started for started, _, _ in starting]
 
 
 def _wait_ready(name: str, settings: ServiceSettings, pid: int, log: Path, timeout: float) -> None:

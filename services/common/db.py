@@ -31,17 +31,28 @@ def describe(settings: ServiceSettings) -> str:
             f"at {params.get('host', 'localhost')}:{params.get('port', 5432)}")
 
 
+def unreachable(settings: ServiceSettings, err: Exception) -> DatabaseUnreachable:
+    return DatabaseUnreachable(
+        f"the {settings.service} service cannot reach its {describe(settings)}: {str(err).strip()}\n"
+        f"  fix: start Postgres (`mirador stack up`), or set MIRADOR_{settings.service.upper()}_DSN "
+        "(or MIRADOR_PG_HOST / MIRADOR_PG_PORT / MIRADOR_PG_SERVICE_PASSWORD)")
+
+
+def probe(settings: ServiceSettings) -> None:
+    """Connect once, so a start-up fails with the reason rather than a pool timeout."""
+    try:
+        psycopg.connect(settings.database_dsn, connect_timeout=round(settings.connect_timeout)).close()
+    except psycopg.OperationalError as err:
+        raise unreachable(settings, err) from None
+
+
 async def open_pool(settings: ServiceSettings) -> AsyncConnectionPool:
     """Connections in autocommit: each command opens its own transaction, so none is left idle in one."""
     try:
-        probe = await psycopg.AsyncConnection.connect(settings.database_dsn, connect_timeout=settings.connect_timeout)
-        await probe.close()
+        conn = await psycopg.AsyncConnection.connect(settings.database_dsn, connect_timeout=settings.connect_timeout)
+        await conn.close()
     except psycopg.OperationalError as err:
-        raise DatabaseUnreachable(
-            f"the {settings.service} service cannot reach its {describe(settings)}: {str(err).strip()}\n"
-            f"  fix: start Postgres (`mirador stack up`), or set MIRADOR_{settings.service.upper()}_DSN "
-            "(or MIRADOR_PG_HOST / MIRADOR_PG_PORT / MIRADOR_PG_SERVICE_PASSWORD)"
-        ) from None
+        raise unreachable(settings, err) from None
     pool = AsyncConnectionPool(
         settings.database_dsn,
         min_size=settings.pool_min_size,

@@ -40,13 +40,13 @@ class LastLineError(RuleViolation):
 
 @dataclass(frozen=True)
 class Order:
-    """An order as its commands see it: status, version, and its lines' count and last number."""
+    """An order as its commands see it: status, version, its lines' numbers and the last number used."""
 
     id: UUID
     status: str
     version: int
     last_line_no: int
-    line_count: int
+    line_nos: tuple[int, ...]
 
     def move_to(self, status: str, expected_version: int | None) -> int:
         """The version after moving to `status`, if the move is allowed from here."""
@@ -64,10 +64,12 @@ class Order:
         self._require_open()
         return self.last_line_no + 1, self.version + 1
 
-    def remove_line(self, expected_version: int | None) -> int:
+    def remove_line(self, line_no: int, expected_version: int | None) -> int:
         check_version(expected_version, self.version)
         self._require_open()
-        if self.line_count <= 1:
+        if line_no not in self.line_nos:
+            raise LineNotFoundError(f"order {self.id} has no line {line_no}")
+        if len(self.line_nos) <= 1:
             raise LastLineError("this is the order's only line; an order keeps at least one line")
         return self.version + 1
 

@@ -8,7 +8,7 @@ import orjson
 
 from services.common.tx import Tx
 
-from services.orders.domain import PLACED, LineNotFoundError, Order, OrderNotFoundError
+from services.orders.domain import PLACED, Order, OrderNotFoundError
 from services.orders.models import OrderCreate, OrderLineCreate
 
 INSERT_ORDER = """
@@ -27,7 +27,7 @@ insert into order_lines (order_id, line_no, product_id, quantity, unit_price)
 values (%(order_id)s, %(line_no)s, %(product_id)s, %(quantity)s, %(unit_price)s)
 """
 LOCK = """
-select status, version, last_line_no, (select count(*) from order_lines where order_id = o.id)
+select status, version, last_line_no, array(select line_no from order_lines where order_id = o.id order by 1)
 from orders o where id = %s for update
 """
 MOVE = """
@@ -40,7 +40,7 @@ set status = %(status)s, version = %(version)s, updated_at = now(),
 where id = %(id)s
 """
 LINES_CHANGED = "update orders set version = %s, last_line_no = %s, updated_at = now() where id = %s"
-DELETE_LINE = "delete from order_lines where order_id = %s and line_no = %s returning line_no"
+DELETE_LINE = "delete from order_lines where order_id = %s and line_no = %s"
 
 CONSTRAINT_ERRORS: dict = {}
 """No constraint of an order can be broken by a valid command: every rule is checked first."""
@@ -57,7 +57,8 @@ async def lock(tx: Tx, order_id: UUID) -> Order:
     row = await tx.read(LOCK, (order_id,))
     if row is None:
         raise OrderNotFoundError(f"no order has id {order_id}")
-    return Order(order_id, *row)
+    status, version, last_line_no, line_nos = row
+    return Order(order_id, status, version, last_line_no, tuple(line_nos))
 
 
 def move(tx: Tx, order_id: UUID, status: str, version: int, reason: str | None = None) -> None:
@@ -69,7 +70,6 @@ def add_line(tx: Tx, order: Order, line_no: int, line: OrderLineCreate, version:
     tx.write(LINES_CHANGED, (version, line_no, order.id))
 
 
-async def remove_line(tx: Tx, order: Order, line_no: int, version: int) -> None:
-    if await tx.read(DELETE_LINE, (order.id, line_no)) is None:
-        raise LineNotFoundError(f"order {order.id} has no line {line_no}")
+def remove_line(tx: Tx, order: Order, line_no: int, version: int) -> None:
+    tx.write(DELETE_LINE, (order.id, line_no))
     tx.write(LINES_CHANGED, (version, order.last_line_no, order.id))

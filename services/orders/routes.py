@@ -50,8 +50,8 @@ async def remove_line(order_id: UUID, line_no: LineNo, cmd: CommandDep, expected
     """Remove a line from a placed order; its last line cannot go."""
     async def work(tx: Tx) -> Written:
         order = await repository.lock(tx, order_id)
-        version = order.remove_line(expected)
-        await repository.remove_line(tx, order, line_no, version)
+        version = order.remove_line(line_no, expected)
+        repository.remove_line(tx, order, line_no, version)
         return Written(order_id, version)
 
     return await cmd.run(work, expected_version=expected)
