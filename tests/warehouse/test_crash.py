@@ -43,6 +43,13 @@ def landed(path) -> tuple[int, int, int, int]:
     return rows, offsets, ids, stored
 
 
+def wait_for_line(log, text: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text() and process.poll() is None:
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout}s:\n{log.read_text()[-2000:]}"
+        time.sleep(0.02)
+
+
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, loader_settings):
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"crash{uuid.uuid4().hex[:8]}.public.beats"
@@ -55,12 +62,19 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, lo
     kills = mid_drain = 0
     try:
         while True:
-            process = subprocess.Popen([MIRADOR, "load", "--once", "--no-progress"], env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            log = loader_settings.warehouse.parent.parent / f"run{kills}-{produced}.log"
+            with log.open("w") as stderr:
+                process = subprocess.Popen([MIRADOR, "load", "--once", "--no-progress"], env=env,
+                                           stdout=subprocess.DEVNULL, stderr=stderr)
             if kills < KILLS:
-                time.sleep(rng.uniform(0.4, 1.6))
+                # mostly once batches are landing (mid-batch, mid-commit), sometimes during start-up
+                if rng.random() < 0.8:
+                    wait_for_line(log, "landed batch=", process, timeout=60)
+                    time.sleep(rng.uniform(0.0, 0.8))
+                else:
+                    time.sleep(rng.uniform(0.0, 0.6))
                 if process.poll() is None:
-                    process.kill()  # SIGKILL: no handler, no cleanup, mid-batch or mid-commit
+                    process.kill()  # SIGKILL: no handler, no cleanup
                     process.wait()
                     kills += 1
                     rows, offsets, ids, stored = landed(loader_settings.warehouse)
@@ -68,10 +82,10 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, lo
                     mid_drain += 0 < rows < produced
                     continue
                 # drained before we could kill it: give it more backlog, keep killing
-                assert process.wait() == 0, process.stderr.read().decode()[-2000:]
+                assert process.wait() == 0, log.read_text()[-2000:]
                 produced += replay(bootstrap, topic, [template], 20_000, first_id=produced + 1)
                 continue
-            assert process.wait(timeout=120) == 0, process.stderr.read().decode()[-2000:]
+            assert process.wait(timeout=120) == 0, log.read_text()[-2000:]
             break
         assert landed(loader_settings.warehouse) == (produced, produced, produced, produced)
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": env["MIRADOR_LOADER_GROUP"]})
