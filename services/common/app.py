@@ -92,14 +92,14 @@ def build_app(
 
     app = FastAPI(title=f"mirador {settings.service} commands", version="1", lifespan=lifespan,
                   description=f"Commands of the {settings.service} service. Reads are the read API's job.",
-                  **TELEMETRY_OFF)
+                  redoc_url=None, **TELEMETRY_OFF)
     app.state.settings = settings
     app.state.constraint_errors = constraint_errors
     problems.install(app)
     app.add_middleware(BearerAuth, token=settings.token.get_secret_value())
-    app.include_router(_health())
-    for router in routers:
+    for router in routers:  # matched in order: commands first, the hottest router first
         app.include_router(router, responses=COMMAND_RESPONSES)
+    app.include_router(_health())
     app.openapi = lambda: _openapi_with_auth(app)
     return app
 

@@ -12,7 +12,7 @@ from services.inventory.config import InventorySettings
 def create_app(settings: InventorySettings | None = None) -> FastAPI:
     return build_app(
         settings or InventorySettings(),
-        [routes.router],
+        [routes.stock_router, routes.router],
         [("common", "services.common"), ("inventory", "services.inventory")],
         product_repository.CONSTRAINT_ERRORS | stock_repository.CONSTRAINT_ERRORS,
     )

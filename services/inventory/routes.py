@@ -17,6 +17,7 @@ from services.inventory import stock_repository as stock
 from services.inventory.models import ProductCreate, ProductUpdate, StockChange
 
 router = APIRouter(prefix="/products", tags=["products"], responses=UPDATE_RESPONSES)
+stock_router = APIRouter(prefix="/products/{product_id}/stock", tags=["stock"], responses=UPDATE_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=CommandResult)
@@ -54,13 +55,13 @@ async def retire_product(product_id: UUID, cmd: CommandDep, expected: IfMatch) -
     return await cmd.run(work, expected_version=expected)
 
 
-@router.post("/{product_id}/stock/increase", response_model=CommandResult)
+@stock_router.post("/increase", response_model=CommandResult)
 async def increase_stock(product_id: UUID, body: StockChange, cmd: CommandDep, settings: SettingsDep) -> Response:
     """Record stock received: appends a StockIncreased event. `version` is the stream's version."""
     return await _change_stock(product_id, body, cmd, settings, increase=True)
 
 
-@router.post("/{product_id}/stock/decrease", response_model=CommandResult)
+@stock_router.post("/decrease", response_model=CommandResult)
 async def decrease_stock(product_id: UUID, body: StockChange, cmd: CommandDep, settings: SettingsDep) -> Response:
     """Record stock sold or lost: appends a StockDecreased event; refused (409) below zero."""
     return await _change_stock(product_id, body, cmd, settings, increase=False)
