@@ -71,7 +71,7 @@ class Tx:
         writes = list(self.writes)
         if self.claim:
             writes.insert(0, (idempotency.CLAIM_DONE, (*self.claim, status, response)))
-        statement, params = combine(writes)
+        statement, params = combine(writes) if writes else (TXID, [])
         txid = await (await self.conn.execute(statement, params)).fetchone()
         lsn = await (await self.conn.execute(LSN)).fetchone()
         return txid[0], lsn[0]

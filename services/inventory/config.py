@@ -20,7 +20,7 @@ class InventorySettings(ServiceSettings):
     port: int = Field(8104, ge=1, le=65535)
     """HTTP port of the inventory service."""
 
-    stock_snapshot_every: int = Field(100, ge=1)
+    stock_snapshot_every: int = Field(25, ge=1)
     """Snapshot a product's stock every this many events, so a command folds at most this many."""
 
     stock_append_attempts: int = Field(50, ge=1)

@@ -32,7 +32,7 @@ class StreamVersionTaken(Retry):
     """Another command appended to this product's stock first."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Product:
     id: UUID
     version: int
@@ -52,7 +52,7 @@ class Product:
             raise ProductRetiredError(f"product {self.id} is retired")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StockEvent:
     stream: UUID
     version: int
@@ -63,7 +63,7 @@ class StockEvent:
     schema_version: int = SCHEMA_VERSION
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stock:
     """A product's stock: what is on hand after the events up to `version`."""
 

@@ -1,0 +1,199 @@
+"""Benchmark: place-order (3 lines) and decrease-stock (over 1,000 products) through the HTTP services,
+side by side with pgbench writing the same rows straight into Postgres, at the same concurrency.
+
+    .venv/bin/python -m bench.services.bench_commands [--workers 2] [--seconds 15] [--repeats 3]
+
+Needs the stack (`mirador stack up`). Starts its own orders and inventory services on spare ports,
+runs each workload and its baseline alternately `--repeats` times, and prints each run and the
+medians. Not a test: it prints numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+import uvloop
+from psycopg.conninfo import conninfo_to_dict
+
+from bench.services import loadgen
+from services import runner
+
+HERE = Path(__file__).parent
+PORTS = {"orders": 18402, "inventory": 18404}
+TOKEN = "bench-token"
+INITIAL_STOCK = 1_000_000
+RESPONSE = '{"id": "01a21ad2-09c3-70e1-99a7-e7b5ae5d677d", "version": 1}'
+
+
+@dataclass
+class Run:
+    workload: str
+    path: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    load: float
+
+
+def _dsn(service: str) -> str:
+    return runner.SETTINGS[service]().database_dsn
+
+
+async def seed_products(base_url: str, count: int) -> list[str]:
+    """Products with plenty of stock, through the HTTP commands."""
+    tag = uuid.uuid4().hex[:8]
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"},
+                                 limits=httpx.Limits(max_connections=16)) as client:
+        gate = asyncio.Semaphore(16)
+
+        async def one(n: int) -> str:
+            async with gate:
+                r = await client.post("/products", json={"sku": f"BENCH-{tag}-{n}", "name": f"Bench {n}",
+                                                         "list_price": "9.99"})
+                product = r.json()["id"]
+                await client.post(f"/products/{product}/stock/increase", json={"quantity": INITIAL_STOCK})
+                return product
+
+        return await asyncio.gather(*(one(n) for n in range(count)))
+
+
+def seed_baseline_products(count: int) -> str:
+    """The baseline's own products and opening stock, written in SQL; ids derive from `run` and n."""
+    run = f"pgbench-{uuid.uuid4().hex[:8]}-"
+    with psycopg.connect(_dsn("inventory"), autocommit=True) as conn:
+        params = {"run": run, "count": count, "stock": INITIAL_STOCK}
+        conn.execute("insert into products (id, sku, name, list_price, currency) "
+                     "select md5(%(run)s || n::text)::uuid, %(run)s || n::text, 'Baseline', 9.99, 'EUR' "
+                     "from generate_series(1, %(count)s) n", params)
+        conn.execute("insert into stock_events (stream, version, event_type, quantity, reason, command_id) "
+                     "select md5(%(run)s || n::text)::uuid, 1, 'StockIncreased', %(stock)s, 'bench', %(run)s "
+                     "from generate_series(1, %(count)s) n", params)
+    return run
+
+
+def http_run(workload: str, make, port: int, concurrency: int, seconds: float) -> Run:
+    load = os.getloadavg()[0]
+    result = uvloop.run(loadgen.run("127.0.0.1", port, TOKEN, make, concurrency=concurrency, seconds=seconds))
+    errors = sum(n for status, n in result.statuses.items() if status >= 300)
+    return Run(workload, "HTTP", result.rate, result.percentile(50) * 1000, result.percentile(99) * 1000,
+               errors, load)
+
+
+def pgbench_run(workload: str, script: str, service: str, concurrency: int, seconds: float,
+                variables: dict[str, str]) -> Run:
+    params = conninfo_to_dict(_dsn(service))
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as logs:
+        argv = ["pgbench", "-h", str(params["host"]), "-p", str(params["port"]), "-U", str(params["user"]),
+                "-n", "-M", "prepared", "-c", str(concurrency), "-j", "2", "-T", str(round(seconds)),
+                "-f", str(HERE / "pgbench" / script), "-l", "--log-prefix", f"{logs}/tx"]
+        for name, value in variables.items():
+            argv += ["-D", f"{name}={value}"]
+        done = subprocess.run([*argv, str(params["dbname"])], env={**os.environ, "PGPASSWORD": str(params["password"])},
+                              cwd=logs, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"pgbench failed:\n{done.stderr}")
+        out = done.stdout
+        latencies = sorted(int(line.split()[2]) for f in Path(logs).glob("tx*") for line in f.read_text().splitlines())
+    tps = float(re.search(r"tps = ([\d.]+)", out)[1])
+    failed = int(re.search(r"number of failed transactions: (\d+)", out)[1])
+    pick = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] / 1000  # noqa: E731
+    return Run(workload, "pgbench", tps, pick(50), pick(99), failed, load)
+
+
+def place_order_request(products: list[str]):
+    def make() -> loadgen.Request:
+        lines = [{"product_id": random.choice(products), "quantity": random.randint(1, 3), "unit_price": "9.99"}
+                 for _ in range(3)]
+        body = orjson.dumps({"customer_id": str(uuid.uuid4()), "lines": lines})
+        return b"POST", b"/orders", body, b"Idempotency-Key: %s\r\n" % uuid.uuid4().hex.encode()
+    return make
+
+
+def decrease_request(products: list[str]):
+    paths = [f"/products/{p}/stock/decrease".encode() for p in products]
+
+    def make() -> loadgen.Request:
+        return (b"POST", random.choice(paths), b'{"quantity":1,"reason":"bench"}',
+                b"Idempotency-Key: %s\r\n" % uuid.uuid4().hex.encode())
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
+    parser.add_argument("--pool", type=int, default=16, help="connections per worker")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--products", type=int, default=1000)
+    args = parser.parse_args()
+
+    for name, port in PORTS.items():
+        prefix = f"MIRADOR_{name.upper()}_"
+        os.environ |= {f"{prefix}PORT": str(port), f"{prefix}TOKEN": TOKEN, f"{prefix}POOL_MAX_SIZE": str(args.pool),
+                       f"{prefix}POOL_MIN_SIZE": str(args.pool)}
+    home = Path(tempfile.mkdtemp(prefix="mirador-bench-"))
+    runner.up(list(PORTS), workers=args.workers, home=home)
+    try:
+        products = asyncio.run(seed_products(f"http://127.0.0.1:{PORTS['inventory']}", args.products))
+        baseline_run = seed_baseline_products(args.products)
+        lines = orjson.dumps([{"product_id": str(uuid.uuid4()), "quantity": q, "unit_price": "9.99"}
+                              for q in (1, 2, 3)]).decode()
+        runs: list[Run] = []
+        print(f"{os.cpu_count()} CPUs, {args.workers} workers/service, pool {args.pool}/worker, "
+              f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats\n")
+        print(f"{'workload':<15} {'path':<8} {'cmd/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load1':>6}")
+        for _ in range(args.repeats):
+            for run in (
+                lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
+                                 args.seconds),
+                lambda: pgbench_run("place-order", "place_order.sql", "orders", args.concurrency, args.seconds,
+                                    {"lines": lines, "response": RESPONSE}),
+                lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
+                                 args.concurrency, args.seconds),
+                lambda: pgbench_run("decrease-stock", "decrease_stock.sql", "inventory", args.concurrency,
+                                    args.seconds, {"run": baseline_run, "products": str(args.products),
+                                                   "response": RESPONSE}),
+            ):
+                r = run()
+                runs.append(r)
+                print(f"{r.workload:<15} {r.path:<8} {r.rate:8.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} "
+                      f"{r.load:6.2f}", flush=True)
+                time.sleep(2)
+        summarize(runs)
+    finally:
+        runner.down(list(PORTS), home=home)
+
+
+def summarize(runs: list[Run]) -> None:
+    print("\nmedians")
+    print(f"{'workload':<15} {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'pgbench tx/s':>13} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'HTTP/pgbench':>13}")
+    for workload in ("place-order", "decrease-stock"):
+        http = [r for r in runs if r.workload == workload and r.path == "HTTP"]
+        base = [r for r in runs if r.workload == workload and r.path == "pgbench"]
+        med = lambda rs, a: statistics.median(getattr(r, a) for r in rs)  # noqa: E731
+        ratios = [h.rate / b.rate for h, b in zip(http, base)]
+        print(f"{workload:<15} {med(http, 'rate'):10.0f} {med(http, 'p50_ms'):7.1f} {med(http, 'p99_ms'):7.1f} "
+              f"{med(base, 'rate'):13.0f} {med(base, 'p50_ms'):7.1f} {med(base, 'p99_ms'):7.1f} "
+              f"{statistics.median(ratios):12.0%}")
+
+
+if __name__ == "__main__":
+    main()
