@@ -16,6 +16,7 @@ from services.common.auth import SECURITY_SCHEME, BearerAuth
 from services.common.config import ServiceSettings
 from services.common.deps import IDEMPOTENCY_HEADER
 from services.common.errors import CommandRefused
+from services.common.positions import WalPositions
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def build_app(
                              migration.name)
                 await conn.execute(idempotency.PRUNE, (settings.idempotency_ttl_hours,))
             app.state.pool = pool
+            app.state.positions = WalPositions(pool)
             yield
         finally:
             await pool.close()

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from services.common import idempotency
 from services.common.errors import CommandRefused, ConcurrencyConflict, Retry
+from services.common.positions import WalPositions
 from services.common.tx import Tx
 
 
@@ -40,9 +41,9 @@ Work = Callable[[Tx], Awaitable[Written]]
 class Command:
     """One command request: its pool, its idempotency key and the route it came in on."""
 
-    def __init__(self, pool: AsyncConnectionPool, route: str, key: str | None,
+    def __init__(self, pool: AsyncConnectionPool, positions: WalPositions, route: str, key: str | None,
                  constraint_errors: Mapping[str, type[CommandRefused]]) -> None:
-        self.pool, self.route, self.key = pool, route, key
+        self.pool, self.positions, self.route, self.key = pool, positions, route, key
         self.constraint_errors = constraint_errors
 
     async def run(self, work: Work, body: BaseModel | None = None, *, expected_version: int | None = None,
@@ -79,11 +80,11 @@ class Command:
             try:
                 written = await work(tx)
                 body = written.body()
-                txid, lsn = await tx.commit(written.status, idempotency.dump(body))
+                txid = await tx.commit(written.status, idempotency.dump(body))
             except BaseException:
                 await _quietly(tx.rollback())
                 raise
-        return render(written.status, body, {"txid": txid, "lsn": lsn})
+        return render(written.status, body, {"txid": txid, "lsn": await self.positions.after_commit()})
 
     async def _replay(self, claim: tuple[str, str, bytes], required: bool = True) -> Response | None:
         key, route, request_hash = claim

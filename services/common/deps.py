@@ -31,7 +31,8 @@ async def command(request: Request) -> Command:
         raise RequestValidationError([{"loc": ("header", "idempotency-key"), "type": "string_pattern_mismatch",
                                        "msg": "must be 1-255 visible ASCII characters"}])
     state = request.app.state
-    return Command(state.pool, f"{request.method} {request.scope['path']}", key, state.constraint_errors)
+    return Command(state.pool, state.positions, f"{request.method} {request.scope['path']}", key,
+                   state.constraint_errors)
 
 
 async def if_match(

@@ -3,7 +3,7 @@
 A command that only writes costs one statement: its writes and the claim of its idempotency key become
 one `WITH ... INSERT/UPDATE/DELETE` statement, atomic on its own, prepared by the server after a few
 uses. A command that must read first (to lock a row and check a rule) opens a transaction: BEGIN, the
-claim and the read travel together, then the writes, COMMIT and the position travel together.
+claim and the read travel together, then the writes and COMMIT travel together.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from services.common import idempotency
 Params = Mapping[str, Any] | Sequence[Any]
 
 TXID = "select pg_current_xact_id()::text::bigint"
-LSN = "select pg_current_wal_lsn()::text"
-"""Read after COMMIT: a WAL position at or past the end of the command's commit record."""
 
 NAMED = re.compile(r"%\((\w+)\)s")
 
@@ -56,8 +54,8 @@ class Tx:
     def write(self, statement: str, params: Params = ()) -> None:
         self.writes.append((statement, params))
 
-    async def commit(self, status: int, response: str) -> tuple[int, str]:
-        """Send the writes and the stored response; return the transaction id and the WAL position."""
+    async def commit(self, status: int, response: str) -> int:
+        """Send the writes and the stored response, commit; return the transaction id."""
         if self.in_transaction:
             async with self.conn.pipeline():
                 for statement, params in self.writes:
@@ -66,15 +64,12 @@ class Tx:
                     await self.conn.execute(idempotency.RECORD, (status, response, self.claim[0]))
                 txid = await self.conn.execute(TXID)
                 await self.conn.execute("commit")
-                lsn = await self.conn.execute(LSN)
-            return (await txid.fetchone())[0], (await lsn.fetchone())[0]
+            return (await txid.fetchone())[0]
         writes = list(self.writes)
         if self.claim:
             writes.insert(0, (idempotency.CLAIM_DONE, (*self.claim, status, response)))
         statement, params = combine(writes) if writes else (TXID, [])
-        txid = await (await self.conn.execute(statement, params)).fetchone()
-        lsn = await (await self.conn.execute(LSN)).fetchone()
-        return txid[0], lsn[0]
+        return (await (await self.conn.execute(statement, params)).fetchone())[0]
 
     async def rollback(self) -> None:
         if self.in_transaction:
