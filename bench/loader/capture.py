@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from cdc import postgres
 from cdc.config import StackSettings
+from tests.warehouse.replay import delete_topics
 
 DDL = """
 create table {table} (
@@ -49,6 +50,7 @@ def capture_envelopes(settings: StackSettings, timeout: float = 60.0) -> list[di
             return _read(settings, topic, expected=5, timeout=timeout)
         finally:
             conn.execute(f"drop table {table}")
+            delete_topics(settings.kafka_bootstrap_servers, [topic])
 
 
 def _read(settings: StackSettings, topic: str, expected: int, timeout: float) -> list[dict]:
