@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,6 +30,7 @@ import uvloop
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.services import loadgen
+from bench.services.cpu import CpuMeter
 from services import runner
 
 HERE = Path(__file__).parent
@@ -48,6 +49,18 @@ class Run:
     p99_ms: float
     errors: int
     load: float
+    completed: int
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per command by part, the CDC catch-up after the run included."""
+
+    @property
+    def server_us(self) -> float:
+        return sum(us for part, us in self.cpu_us.items() if part != "client")
+
+    @property
+    def projected(self) -> float:
+        """Commands/s if the service side had both cores to itself (no client, no other tenants)."""
+        return 2e6 / self.server_us if self.server_us else 0.0
 
 
 def _dsn(service: str) -> str:
@@ -86,12 +99,33 @@ def seed_baseline_products(count: int) -> str:
     return run
 
 
+SLOT_LAG = """
+select coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)::bigint
+from pg_replication_slots where slot_name = any(%s)
+"""
+
+
+def wait_for_cdc(timeout: float = 300, lag_bytes: int = 4 * 2**20) -> float:
+    """Wait until Debezium has confirmed the WAL of the benchmarked databases; return the seconds waited.
+
+    A baseline run writes faster than Debezium streams: without this, the next run would pay for the
+    backlog the previous one left behind.
+    """
+    t0 = time.monotonic()
+    with psycopg.connect(_dsn("orders"), autocommit=True) as conn:
+        while time.monotonic() - t0 < timeout:
+            if conn.execute(SLOT_LAG, ([f"mirador_{s}" for s in PORTS],)).fetchone()[0] <= lag_bytes:
+                break
+            time.sleep(1)
+    return time.monotonic() - t0
+
+
 def http_run(workload: str, make, port: int, concurrency: int, seconds: float) -> Run:
     load = os.getloadavg()[0]
     result = uvloop.run(loadgen.run("127.0.0.1", port, TOKEN, make, concurrency=concurrency, seconds=seconds))
     errors = sum(n for status, n in result.statuses.items() if status >= 300)
     return Run(workload, "HTTP", result.rate, result.percentile(50) * 1000, result.percentile(99) * 1000,
-               errors, load)
+               errors, load, result.completed)
 
 
 def pgbench_run(workload: str, script: str, service: str, concurrency: int, seconds: float,
@@ -111,9 +145,10 @@ def pgbench_run(workload: str, script: str, service: str, concurrency: int, seco
         out = done.stdout
         latencies = sorted(int(line.split()[2]) for f in Path(logs).glob("tx*") for line in f.read_text().splitlines())
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])
+    processed = int(re.search(r"number of transactions actually processed: (\d+)", out)[1])
     failed = int(re.search(r"number of failed transactions: (\d+)", out)[1])
     pick = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] / 1000  # noqa: E731
-    return Run(workload, "pgbench", tps, pick(50), pick(99), failed, load)
+    return Run(workload, "pgbench", tps, pick(50), pick(99), failed, load, processed)
 
 
 def place_order_request(products: list[str]):
@@ -142,6 +177,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--workload", choices=("place-order", "decrease-stock"), action="append",
+                        help="run only this workload (repeatable); both by default")
     args = parser.parse_args()
 
     for name, port in PORTS.items():
@@ -149,7 +186,8 @@ def main() -> None:
         os.environ |= {f"{prefix}PORT": str(port), f"{prefix}TOKEN": TOKEN, f"{prefix}POOL_MAX_SIZE": str(args.pool),
                        f"{prefix}POOL_MIN_SIZE": str(args.pool)}
     home = Path(tempfile.mkdtemp(prefix="mirador-bench-"))
-    runner.up(list(PORTS), workers=args.workers, home=home)
+    started = runner.up(list(PORTS), workers=args.workers, home=home)
+    service_pids = {s.pid: s.name for s in started}
     try:
         products = asyncio.run(seed_products(f"http://127.0.0.1:{PORTS['inventory']}", args.products))
         baseline_run = seed_baseline_products(args.products)
@@ -158,24 +196,38 @@ def main() -> None:
         runs: list[Run] = []
         print(f"{os.cpu_count()} CPUs, {args.workers} workers/service, pool {args.pool}/worker, "
               f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats\n")
-        print(f"{'workload':<15} {'path':<8} {'cmd/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load1':>6}")
-        for _ in range(args.repeats):
-            for run in (
+        print("cdc s: seconds Debezium needed after the run to catch up with the WAL it wrote.\n"
+              "CPU us/command, the CDC catch-up included: service (uvicorn workers), postgres, cdc (Debezium\n"
+              "and Kafka), client (load generator or pgbench). projected: 2 cores / (service+postgres+cdc).\n")
+        print(f"{'workload':<15} {'path':<8} {'cmd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'load1':>6} "
+              f"{'cdc s':>5} {'service':>7} {'pg':>7} {'cdc':>7} {'client':>7} {'projected':>9}")
+        workloads = {
+            "place-order": (
                 lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
                                  args.seconds),
                 lambda: pgbench_run("place-order", "place_order.sql", "orders", args.concurrency, args.seconds,
-                                    {"lines": lines, "response": RESPONSE}),
+                                    {"lines": lines, "response": RESPONSE})),
+            "decrease-stock": (
                 lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
                                  args.concurrency, args.seconds),
                 lambda: pgbench_run("decrease-stock", "decrease_stock.sql", "inventory", args.concurrency,
                                     args.seconds, {"run": baseline_run, "products": str(args.products),
-                                                   "response": RESPONSE}),
-            ):
-                r = run()
+                                                   "response": RESPONSE})),
+        }
+        chosen = [run for name, pair in workloads.items() if name in (args.workload or workloads) for run in pair]
+        for _ in range(args.repeats):
+            for run in chosen:
+                wait_for_cdc()
+                with CpuMeter(service_pids, tuple(PORTS)) as meter:
+                    r = run()
+                    waited = wait_for_cdc()  # the CDC work this run caused is part of its cost
+                r.cpu_us = {part: seconds / r.completed * 1e6 for part, seconds in meter.spent.items()}
                 runs.append(r)
-                print(f"{r.workload:<15} {r.path:<8} {r.rate:8.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} "
-                      f"{r.load:6.2f}", flush=True)
-                time.sleep(2)
+                cpu = r.cpu_us
+                print(f"{r.workload:<15} {r.path:<8} {r.rate:7.0f} {r.p50_ms:7.1f} {r.p99_ms:7.1f} {r.errors:6d} "
+                      f"{r.load:6.2f} {waited:5.0f} {cpu.get('service', 0):7.0f} {cpu.get('postgres', 0):7.0f} "
+                      f"{cpu.get('debezium', 0) + cpu.get('kafka', 0):7.0f} {cpu.get('client', 0):7.0f} "
+                      f"{r.projected:9.0f}", flush=True)
         summarize(runs)
     finally:
         runner.down(list(PORTS), home=home)
@@ -184,15 +236,16 @@ def main() -> None:
 def summarize(runs: list[Run]) -> None:
     print("\nmedians")
     print(f"{'workload':<15} {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'pgbench tx/s':>13} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'HTTP/pgbench':>13}")
-    for workload in ("place-order", "decrease-stock"):
+          f"{'p99 ms':>7} {'HTTP/pgbench':>13} {'projected ratio':>16}")
+    for workload in dict.fromkeys(r.workload for r in runs):
         http = [r for r in runs if r.workload == workload and r.path == "HTTP"]
         base = [r for r in runs if r.workload == workload and r.path == "pgbench"]
         med = lambda rs, a: statistics.median(getattr(r, a) for r in rs)  # noqa: E731
         ratios = [h.rate / b.rate for h, b in zip(http, base)]
+        projected = [h.projected / b.projected for h, b in zip(http, base) if b.projected]
         print(f"{workload:<15} {med(http, 'rate'):10.0f} {med(http, 'p50_ms'):7.1f} {med(http, 'p99_ms'):7.1f} "
               f"{med(base, 'rate'):13.0f} {med(base, 'p50_ms'):7.1f} {med(base, 'p99_ms'):7.1f} "
-              f"{statistics.median(ratios):12.0%}")
+              f"{statistics.median(ratios):12.0%} {statistics.median(projected) if projected else 0:15.0%}")
 
 
 if __name__ == "__main__":

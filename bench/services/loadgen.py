@@ -19,6 +19,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    completed: int = 0
+    """Every answer, the warm-up's included."""
 
     @property
     def rate(self) -> float:
@@ -86,6 +88,7 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
                     return
                 status = await conn.send(raw)
                 t1 = time.perf_counter()
+                result.completed += 1
                 if t0 >= start:
                     result.latencies.append(t1 - t0)
                     result.statuses[status] += 1
