@@ -36,6 +36,7 @@ class CycleReport:
     publication: Publication | None
     lock_wait: float
     seconds: float
+    publish_seconds: float = 0.0
 
 
 class Pipeline:
@@ -60,13 +61,15 @@ class Pipeline:
         with self._holding_warehouse("mirador build") as lock:
             result = self.builder.build(self._connect, full_refresh=full_refresh)
             publication = None
+            publishing = time.perf_counter()
             with self._connect() as conn:
                 if result.success and not result.skipped:
                     publication = publish(conn, self.settings.published, result.build_id, result.through_batch,
                                           self.builder.exposed_models(), keep=self.settings.publish_keep)
                 elif result.skipped:
                     publication = refresh_watermark(conn, self.settings.published)
-        return CycleReport(result, publication, lock.waited, time.perf_counter() - started)
+        finished = time.perf_counter()
+        return CycleReport(result, publication, lock.waited, finished - started, finished - publishing)
 
     def _connect(self):
         return connect(self.settings.warehouse, self.settings)
@@ -90,8 +93,9 @@ class Pipeline:
             while not stop.is_set():
                 cycle = self.build_and_publish()
                 if not cycle.build.skipped:
-                    log.info("build %s: %s in %.2fs (lock wait %.2fs), %s", cycle.build.build_id,
-                             "ok" if cycle.build.success else "FAILED", cycle.seconds, cycle.lock_wait,
+                    log.info("build %s: %s in %.2fs (dbt %.2fs, publish %.2fs, lock wait %.2fs), %s",
+                             cycle.build.build_id, "ok" if cycle.build.success else "FAILED", cycle.seconds,
+                             cycle.build.seconds, cycle.publish_seconds, cycle.lock_wait,
                              ", ".join(cycle.build.failures) or "published")
                 else:
                     stop.wait(self.settings.run_interval)

@@ -4,8 +4,9 @@
     - Order: per key by source LSN (row locks serialise writers of one row, so LSN order is commit
       order per key), Kafka offset breaking ties; events Debezium re-sends after a restart carry their
       old LSN, so they never overtake a newer change, and identical ones collapse.
-    - Deletes stay as rows with `_deleted` (the key columns only) so an incremental build can replace a
-      key's row; marts filter them out.
+    - Deletes stay as rows with `_deleted`, keeping the key's last known values (a delete event carries
+      only the key), so an incremental build can replace the key's row and downstream models can tell
+      whose figures the deleted row changes (the customer of a deleted order); marts filter them out.
     - Unchanged TOASTed values (`_unavailable`) are carried forward from the key's previous version,
       in this batch or already staged.
     - A truncate removes everything older than it (here, and in the staged table by `truncate_hook`).
@@ -53,7 +54,7 @@ previous as (
         cast([] as varchar[]) as _unavailable,
         staged._deleted,
         staged._lsn,
-        -1 as _offset,
+        -1 as _offset,  -- marks the staged version: its values stand, even on a delete
         staged._commit_ts,
         staged._batch_id
     from {{ this }} as staged
@@ -74,7 +75,8 @@ filled as (
         {{ key_list }},
         {%- for column in value_columns %}
         (last_value(
-            case when not list_contains(_unavailable, '{{ column }}') then {'v': {{ staged[column] }}} end
+            case when (not _deleted or _offset = -1) and not list_contains(_unavailable, '{{ column }}')
+                then {'v': {{ staged[column] }}} end
             ignore nulls
         ) over key_history).v as {{ staged[column] }},
         {%- endfor %}

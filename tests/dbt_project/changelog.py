@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.catalog import METADATA
 from warehouse.land import STATE_DDL
@@ -29,6 +30,17 @@ LINE_COLUMNS = {"order_id": "UUID", "line_no": "INTEGER", "product_id": "UUID", 
                 "unit_price": "DECIMAL(12,2)"}
 TABLES = {"orders__orders": (ORDER_COLUMNS, ("id",)), "orders__order_lines": (LINE_COLUMNS, ("order_id", "line_no"))}
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+UUIDS = {"id", "customer_id", "order_id", "product_id"}
+METADATA_TYPES = {name: kind for name, kind, _ in METADATA}
+
+
+def _plain(value):
+    """Values Arrow takes as they are: UUIDs as text (cast back in SQL)."""
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _kind(name: str, columns: dict) -> str:
+    return METADATA_TYPES.get(name) or columns[name]
 
 
 @dataclass
@@ -61,7 +73,7 @@ class Changelog:
     def update(self, toast: bool = False) -> None:
         if not self.orders:
             return self.create()
-        row = self.orders[self.rng.choice(sorted(self.orders))]
+        row = self.orders[self.rng.choice(list(self.orders))]
         row.update(status=self.rng.choice(["placed", "paid", "shipped", "cancelled"]), version=row["version"] + 1,
                    updated_at=self._now())
         if not toast:
@@ -74,14 +86,14 @@ class Changelog:
     def delete(self) -> None:
         if not self.orders:
             return
-        order_id = self.rng.choice(sorted(self.orders))
+        order_id = self.rng.choice(list(self.orders))
         for key in [k for k in self.lines if k[0] == order_id]:
             self._emit("orders__order_lines", "d", self.lines.pop(key))
         self._emit("orders__orders", "d", self.orders.pop(order_id))
 
     def key_change(self) -> None:
         """An UPDATE of the primary key: Debezium sends a delete of the old key and a create of the new."""
-        candidates = [k for k in sorted(self.orders) if not any(line[0] == k for line in self.lines)]
+        candidates = [k for k in list(self.orders) if not any(line[0] == k for line in self.lines)]
         if not candidates:
             return
         old = candidates[0]
@@ -91,10 +103,16 @@ class Changelog:
         self.orders[row["id"]] = row
         self._emit("orders__orders", "c", row, same_lsn=True)
 
+    @property
+    def last_order(self) -> dict:
+        return self.orders[next(reversed(self.orders))]
+
     def add_line(self) -> None:
         if not self.orders:
             return self.create()
-        order = self.orders[self.rng.choice(sorted(self.orders))]
+        self.add_line_to(self.orders[self.rng.choice(list(self.orders))])
+
+    def add_line_to(self, order: dict) -> None:
         order["last_line_no"] += 1
         row = {"order_id": order["id"], "line_no": order["last_line_no"], "product_id": uuid.UUID(int=self.rng.randrange(20)),
                "quantity": self.rng.randrange(1, 10), "unit_price": Decimal(self.rng.randrange(1, 100000)) / 100}
@@ -104,13 +122,13 @@ class Changelog:
     def update_line(self) -> None:
         if not self.lines:
             return self.add_line()
-        row = self.lines[self.rng.choice(sorted(self.lines))]
+        row = self.lines[self.rng.choice(list(self.lines))]
         row["quantity"] = self.rng.randrange(1, 10)
         self._emit("orders__order_lines", "u", row)
 
     def delete_line(self) -> None:
         if self.lines:
-            self._emit("orders__order_lines", "d", self.lines.pop(self.rng.choice(sorted(self.lines))))
+            self._emit("orders__order_lines", "d", self.lines.pop(self.rng.choice(list(self.lines))))
 
     def truncate_lines(self) -> None:
         self.lines.clear()
@@ -126,23 +144,29 @@ class Changelog:
     # -- what the loader lands --------------------------------------------------------------------
     def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Land the pending events as one loader batch."""
-        conn.execute(STATE_DDL)
+        conn.execute(STATE_DDL).fetchall()
         for table, (columns, _) in TABLES.items():
             metadata = ", ".join(f'"{name}" {kind}' for name, kind, _ in METADATA)
             source = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
-            conn.execute(f"create table if not exists raw.{table} ({metadata}, {source})")
-        batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchone()[0]
+            conn.execute(f"create table if not exists raw.{table} ({metadata}, {source})").fetchall()
+        batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchall()[0][0]
         loaded_at = datetime.now(timezone.utc)
         tables = set()
-        for event in self.pending:
-            table = event["_table"]
-            columns, _ = TABLES[table]
-            values = {name: event.get(name) for name, _, _ in METADATA} | {c: event.get(c) for c in columns}
-            values |= {"_batch_id": batch_id, "_loaded_at": loaded_at, "_topic": f"orders.public.{table[8:]}",
-                       "_partition": 0}
-            names = list(values)
-            conn.execute(f"insert into raw.{table} ({', '.join(names)}) values ({', '.join('?' for _ in names)})",
-                         [values[n] for n in names])
+        for table, (columns, _) in TABLES.items():
+            events = [e for e in self.pending if e["_table"] == table]
+            if not events:
+                continue
+            names = [name for name, _, _ in METADATA] + list(columns)
+            fixed = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_topic": f"orders.public.{table[8:]}",
+                     "_partition": 0}
+            data = {n: [fixed[n] if n in fixed else _plain(e.get(n)) for e in events] for n in names}
+            frame = pa.table({n: pa.array(v, type=pa.string() if n in UUIDS else None)
+                              for n, v in data.items()})
+            conn.register("changelog_batch", frame)
+            select = ", ".join(f"cast({n} as {_kind(n, columns)})" for n in names)
+            conn.execute(f"insert into raw.{table} ({', '.join(names)}) select {select} from changelog_batch"
+                         ).fetchall()
+            conn.unregister("changelog_batch")
             tables.add(table)
         conn.execute("insert into loader.batches (batch_id, committed_at, messages, events, tables) "
                      "values (?, ?, ?, ?, ?)", [batch_id, loaded_at, len(self.pending), len(self.pending), sorted(tables)])

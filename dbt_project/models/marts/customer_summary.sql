@@ -1,17 +1,44 @@
+-- depends_on: {{ ref('stg_orders__orders') }}
+{{ config(
+    unique_key='customer_id',
+    post_hook="{{ delete_tombstones(ref('stg_customers__customers'), 'customer_id') }}",
+) }}
+
 with
 
+{% if is_incremental() -%}
+touched as (
+    -- Customers whose figures may have changed: their own row, or one of their orders as the orders
+    -- view table now shows it (its lines and invoices included), or an order of theirs was deleted.
+    select customer_id from {{ ref('stg_customers__customers') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select customer_id from {{ ref('orders_with_invoices') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select customer_id from {{ ref('stg_orders__orders') }} where _deleted and _batch_id > {{ mart_watermark() }}
+    union
+    select customer_id from {{ ref('stg_customers__customers') }}
+    where {{ truncated_since_watermark([('customers', 'customers'), ('orders', 'orders'),
+                                        ('orders', 'order_lines'), ('invoices', 'invoices')]) }}
+),
+
+{% endif -%}
 customers as (
     select * from {{ ref('stg_customers__customers') }}
     where not _deleted
+    {%- if is_incremental() %}
+      and customer_id in (select customer_id from touched)
+    {%- endif %}
 ),
 
 orders as (
     select * from {{ ref('orders_with_invoices') }}
+    where customer_id in (select customer_id from customers)
 ),
 
 invoices as (
     select * from {{ ref('stg_invoices__invoices') }}
     where not _deleted
+      and order_id in (select order_id from orders)
 ),
 
 order_figures as (
@@ -21,6 +48,7 @@ order_figures as (
         -- Lifetime value counts what the customer paid for: orders that are paid or shipped.
         sum(case when status in ('paid', 'shipped') then order_total else 0 end) as lifetime_value,
         max(placed_at) as last_order_at,
+        max(_batch_id) as _batch_id,
     from orders
     group by customer_id
 ),
@@ -46,6 +74,7 @@ final as (
         cast(coalesce(invoice_figures.open_invoice_amount, 0) as decimal(18, 2)) as open_invoice_amount,
         cast(coalesce(invoice_figures.paid_invoice_amount, 0) as decimal(18, 2)) as paid_invoice_amount,
         order_figures.last_order_at,
+        greatest(customers._batch_id, order_figures._batch_id) as _batch_id,
     from customers
     left join order_figures using (customer_id)
     left join invoice_figures using (customer_id)

@@ -1,13 +1,42 @@
+{{ config(
+    unique_key='order_id',
+    post_hook="{{ delete_tombstones(ref('stg_orders__orders'), 'order_id') }}",
+) }}
+
 with
 
+{% if is_incremental() -%}
+touched as (
+    -- Orders whose figures may have changed since the newest batch this table holds: their own row,
+    -- a line, an invoice or their customer changed; all of them after a truncate.
+    select order_id from {{ ref('stg_orders__orders') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select order_id from {{ ref('stg_orders__order_lines') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select order_id from {{ ref('stg_invoices__invoices') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select orders.order_id
+    from {{ ref('stg_orders__orders') }} as orders
+    inner join {{ ref('stg_customers__customers') }} as customers using (customer_id)
+    where customers._batch_id > {{ mart_watermark() }}
+    union
+    select order_id from {{ ref('stg_orders__orders') }}
+    where {{ truncated_since_watermark([('orders', 'orders'), ('orders', 'order_lines'),
+                                        ('invoices', 'invoices'), ('customers', 'customers')]) }}
+),
+
+{% endif -%}
 orders as (
     select * from {{ ref('stg_orders__orders') }}
     where not _deleted
+    {%- if is_incremental() %}
+      and order_id in (select order_id from touched)
+    {%- endif %}
 ),
 
 lines as (
     select * from {{ ref('stg_orders__order_lines') }}
-    where not _deleted
+    where order_id in (select order_id from orders)
 ),
 
 customers as (
@@ -18,13 +47,15 @@ customers as (
 invoices as (
     select * from {{ ref('stg_invoices__invoices') }}
     where not _deleted
+      and order_id in (select order_id from orders)
 ),
 
 order_totals as (
     select
         order_id,
-        count(*) as line_count,
-        sum(quantity * unit_price) as order_total,
+        count(*) filter (where not _deleted) as line_count,
+        sum(quantity * unit_price) filter (where not _deleted) as order_total,
+        max(_batch_id) as _batch_id,
     from lines
     group by order_id
 ),
@@ -56,6 +87,8 @@ final as (
         current_invoice.due_date as invoice_due_date,
         current_invoice.document_url as invoice_document_url,
         coalesce(current_invoice.status = 'paid', false) as is_paid,
+        greatest(orders._batch_id, order_totals._batch_id, customers._batch_id, current_invoice._batch_id)
+            as _batch_id,
     from orders
     left join customers using (customer_id)
     left join order_totals using (order_id)

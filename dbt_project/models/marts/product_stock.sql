@@ -1,12 +1,33 @@
+{{ config(
+    unique_key='product_id',
+    post_hook="{{ delete_tombstones(ref('stg_inventory__products'), 'product_id') }}",
+) }}
+
 with
 
+{% if is_incremental() -%}
+touched as (
+    -- Products whose row changed or whose stream has new events.
+    select product_id from {{ ref('stg_inventory__products') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select product_id from {{ ref('stg_inventory__stock_events') }} where _batch_id > {{ mart_watermark() }}
+    union
+    select product_id from {{ ref('stg_inventory__products') }}
+    where {{ truncated_since_watermark([('inventory', 'products'), ('inventory', 'stock_events')]) }}
+),
+
+{% endif -%}
 products as (
     select * from {{ ref('stg_inventory__products') }}
     where not _deleted
+    {%- if is_incremental() %}
+      and product_id in (select product_id from touched)
+    {%- endif %}
 ),
 
 events as (
     select * from {{ ref('stg_inventory__stock_events') }}
+    where product_id in (select product_id from products)
 ),
 
 folded as (
@@ -16,6 +37,7 @@ folded as (
         sum(quantity_delta) as current_stock,
         max(occurred_at) as last_movement_at,
         count(*) as event_count,
+        max(_batch_id) as _batch_id,
     from events
     group by product_id
 ),
@@ -31,6 +53,7 @@ final as (
         coalesce(folded.current_stock, 0) as current_stock,
         folded.last_movement_at,
         coalesce(folded.event_count, 0) as event_count,
+        greatest(products._batch_id, folded._batch_id) as _batch_id,
     from products
     left join folded using (product_id)
 )

@@ -1,0 +1,93 @@
+"""Build cost against table size: the same small change set built at 100k and at 1M source rows.
+
+    .venv/bin/python bench/freshness/build_cost.py [--sizes 100000 1000000] [--changes 200] [--repeats 3]
+
+A simulated orders service (tests/dbt_project/changelog.py) fills the raw changelog with N orders and
+about 2N lines, a full build runs once, then each repeat lands `--changes` random commands as one
+batch and times an incremental `build` (dbt in-process) and the publication. Prints medians per size
+and the ratio between sizes: incremental work should follow the rows changed, not the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.dbt_project.changelog import Changelog  # noqa: E402
+from warehouse.build import Builder  # noqa: E402
+from warehouse.configuration import PipelineSettings  # noqa: E402
+from warehouse.land import connect  # noqa: E402
+from warehouse.publish import publish  # noqa: E402
+
+
+def fill(source: Changelog, conn: duckdb.DuckDBPyConnection, orders: int) -> None:
+    """N orders with two lines each, landed in batches of 50k events."""
+    for number in range(orders):
+        source.create()
+        source.add_line_to(source.last_order)
+        source.add_line_to(source.last_order)
+        if len(source.pending) >= 50_000:
+            source.flush(conn)
+    source.flush(conn)
+
+
+def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
+    path = workdir / f"w{size}.duckdb"
+    settings = PipelineSettings(home=workdir, warehouse_path=path)
+    source = Changelog(random.Random(size))
+    started = time.perf_counter()
+    with duckdb.connect(str(path)) as conn:
+        fill(source, conn, size)
+    landed = time.perf_counter() - started
+    builder = Builder(settings)
+    first = builder.build(lambda: connect(path, settings))
+    assert first.success, first.failures
+    builds, publishes = [], []
+    for _ in range(repeats):
+        for _ in range(changes):
+            source.step()
+        with duckdb.connect(str(path)) as conn:
+            source.flush(conn)
+        result = builder.build(lambda: connect(path, settings))
+        assert result.success, result.failures
+        builds.append(result.seconds)
+        t0 = time.perf_counter()
+        with connect(path, settings) as conn:
+            publish(conn, workdir / f"published{size}", result.build_id, result.through_batch,
+                    builder.exposed_models())
+        publishes.append(time.perf_counter() - t0)
+    return {"size": size, "land_s": landed, "full_build_s": first.seconds,
+            "build_s": statistics.median(builds), "publish_s": statistics.median(publishes)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mirador-build-cost-") as workdir:
+        for size in args.sizes:
+            row = measure(size, args.changes, args.repeats, Path(workdir))
+            rows.append(row)
+            print(f"{size:>9,} orders (~{3 * size:,} source rows): full build {row['full_build_s']:6.2f}s | "
+                  f"incremental build of {args.changes} changes, median of {args.repeats}: "
+                  f"{row['build_s']:5.2f}s | publish {row['publish_s']:5.2f}s", flush=True)
+    if len(rows) > 1:
+        small, large = rows[0], rows[-1]
+        print(f"ratio {large['size'] // small['size']}x the rows: incremental build "
+              f"{large['build_s'] / small['build_s']:.2f}x, publish {large['publish_s'] / small['publish_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
