@@ -9,7 +9,7 @@ import click
 from cdc.cli import stack
 from services.cli import services, simulate
 from warehouse.cli import load
-from warehouse.pipeline_cli import build, run, verify
+from warehouse.pipeline_cli import build, run, verify, views
 
 
 @click.group()
@@ -29,5 +29,6 @@ main.add_command(load)
 main.add_command(build)
 main.add_command(run)
 main.add_command(verify)
+main.add_command(views)
 main.add_command(services)
 main.add_command(simulate)

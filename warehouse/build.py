@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import StageFailed, TerminalError
+from warehouse.land import STATE_DDL
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,14 @@ class Builder:
         `conn_factory()` opens the working DuckDB file; the caller holds the warehouse lock.
         """
         with conn_factory() as conn:
+            conn.execute(STATE_DDL)  # a build before any load sees empty loader state, not an error
             conn.execute(BUILDS_DDL)
             last = conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
-                                ).fetchone()[0]
-            first = conn.execute("select count(*) = 0 from loader.builds where success").fetchone()[0]
+                                ).fetchall()[0][0]
+            first = conn.execute("select count(*) = 0 from loader.builds where success").fetchall()[0][0]
             through, changed = conn.execute(
                 "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) "
-                "from loader.batches where batch_id > ?", [last, last]).fetchone()
+                "from loader.batches where batch_id > ?", [last, last]).fetchall()[0]
         build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         result = BuildResult(build_id, through)
         if first or full_refresh:

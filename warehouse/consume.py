@@ -139,6 +139,10 @@ class ChangeConsumer:
                 behind.add(service)
         return services - behind
 
+    def behind_topics(self, high: dict[TP, int]) -> set[str]:
+        """Topics with a partition not yet read to its known end."""
+        return {tp[0] for tp in self.assigned if tp not in high or self.position(tp) < high[tp]}
+
     def commit(self, positions: dict[TP, int]) -> None:
         """Tell Kafka how far the loader got, for lag dashboards; DuckDB holds the truth."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]

@@ -6,7 +6,7 @@ for a group (topic, batch id, load time) is added by the landing SQL, not repeat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,6 +107,9 @@ class Work:
     messages: int
     tombstones: int
     value_bytes: int
+    topics: set[str] = field(default_factory=set)
+    """Every topic the loader reads, and of those, the ones with a partition not read to its end."""
+    behind: set[str] = field(default_factory=set)
 
     @property
     def events(self) -> int:

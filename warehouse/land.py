@@ -43,6 +43,9 @@ create table if not exists loader.transactions (
 create table if not exists loader.source_progress (
     service varchar primary key, last_lsn bigint, last_commit_ts timestamptz, last_loaded_at timestamptz,
     heartbeat_at timestamptz, caught_up_lsn bigint, caught_up_commit_ts timestamptz, caught_up_at timestamptz);
+create table if not exists loader.topic_progress (
+    topic varchar primary key, service varchar, last_lsn bigint, last_commit_ts timestamptz, behind boolean,
+    batch_id bigint);
 create table if not exists loader.tables (
     raw_table varchar primary key, topic varchar, service varchar, key_columns varchar[], created_batch bigint);
 """
@@ -153,6 +156,7 @@ def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
             dead = count
     _store_positions(conn, work, batch_id, loaded_at)
     _store_progress(conn, work, loaded_at)
+    _store_topic_progress(conn, work, batch_id)
     conn.execute("insert into loader.batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         batch_id, loaded_at, work.messages, events, work.tombstones, dead,
         0 if work.transactions is None else work.transactions.num_rows, work.value_bytes, skipped,
@@ -254,6 +258,26 @@ def _store_positions(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int,
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int) -> None:
+    """Per topic: the newest LSN landed and whether it still has unread messages.
+
+    Debezium writes a service's changes in commit order, so once a topic is read to its end every
+    change committed before the newest one landed anywhere is in; a topic still behind holds back
+    the service's visible watermark (warehouse.publish.read_watermark) to what it has landed.
+    """
+    for frame in work.frames:
+        conn.execute(
+            "insert into loader.topic_progress values (?, ?, ?, ?, ?, ?) on conflict (topic) do update set "
+            "last_lsn = greatest(loader.topic_progress.last_lsn, excluded.last_lsn), "
+            "last_commit_ts = greatest(loader.topic_progress.last_commit_ts, excluded.last_commit_ts), "
+            "batch_id = excluded.batch_id",
+            [frame.topic, frame.service, frame.max_lsn, _utc(frame.max_commit_us), frame.topic in work.behind,
+             batch_id])
+    if work.topics:
+        conn.execute("update loader.topic_progress set behind = list_contains(?, topic) "
+                     "where list_contains(?, topic)", [sorted(work.behind), sorted(work.topics)])
 
 
 def _utc(micros: int | None) -> datetime | None:

@@ -71,6 +71,8 @@ class Loader:
                     high = self._high()
                     try:
                         work = prepare(batch, self.decoder.catalog.tables, consumer.caught_up_services(high))
+                        work.topics = {topic for topic, _ in consumer.assigned}
+                        work.behind = consumer.behind_topics(high)
                     except LoaderError:
                         raise
                     except Exception as err:  # a bug in building Arrow: say where, stop

@@ -91,3 +91,29 @@ def verify(timeout: float, limit: int) -> None:
                     if value != diff.published[column]:
                         click.echo(f"      {column}: source {value!r}, published {diff.published[column]!r}")
     sys.exit(EXIT_TERMINAL if report.differences else 0)
+
+
+@click.command()
+@click.option("--limit", default=3, show_default=True, help="Rows shown per view table.")
+def views(limit: int) -> None:
+    """Show the published view tables: rows, a sample, and the watermark they carry."""
+    import duckdb
+
+    from warehouse.publish import current_publication
+
+    settings = _settings()
+    publication = current_publication(settings.published)
+    if publication is None:
+        click.secho("nothing published yet: run `mirador build` (after `mirador load --once`) or `mirador run`",
+                    fg="yellow", err=True)
+        sys.exit(EXIT_TERMINAL)
+    click.echo(f"publication {publication.build_id}, built {publication.built_at}, batch {publication.through_batch}")
+    for service, mark in sorted(publication.watermark.items()):
+        click.echo(f"  {service:<10} includes source commits up to {mark.get('commit_ts') or '-'} "
+                   f"(LSN {mark.get('lsn') or '-'})")
+    with duckdb.connect(str(publication.path(settings.published)), read_only=True) as conn:
+        for table in publication.tables:
+            count = conn.execute(f'select count(*) from "{table}"').fetchall()[0][0]
+            click.echo(f"\n{table}: {count:,} rows")
+            relation = conn.sql(f'select * from "{table}" limit {int(limit)}')
+            click.echo(str(relation))

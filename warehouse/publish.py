@@ -39,19 +39,34 @@ class Publication:
 
 
 def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    """Per service, what the warehouse holds: newest LSN and commit time landed, last heartbeat."""
+    """Per service, the source position up to which every change is in the warehouse.
+
+    `lsn`/`commit_ts`: every change of the service committed at or before it has landed (topics
+    still behind hold it back to what they landed); wait for `lsn` >= a command's position to read
+    your write. `latest_lsn`/`latest_commit_ts`: the newest change landed from any topic.
+    """
     exists = conn.execute("select count(*) from information_schema.tables "
-                          "where table_schema = 'loader' and table_name = 'source_progress'").fetchone()[0]
+                          "where table_schema = 'loader' and table_name = 'topic_progress'").fetchall()[0][0]
     if not exists:
         return {}
     rows = conn.execute("""
-        select service, last_lsn, last_commit_ts, heartbeat_at, caught_up_lsn, caught_up_commit_ts
-        from loader.source_progress order by service
+        select
+            topics.service,
+            coalesce(min(topics.last_lsn) filter (where topics.behind), max(topics.last_lsn)),
+            coalesce(min(topics.last_commit_ts) filter (where topics.behind), max(topics.last_commit_ts)),
+            max(topics.last_lsn),
+            max(topics.last_commit_ts),
+            any_value(progress.heartbeat_at)
+        from loader.topic_progress as topics
+        left join loader.source_progress as progress using (service)
+        where topics.last_lsn is not null
+        group by topics.service
+        order by topics.service
     """).fetchall()
     return {
-        service: {"lsn": lsn, "commit_ts": _iso(commit), "heartbeat_at": _iso(heartbeat),
-                  "caught_up_lsn": caught_lsn, "caught_up_commit_ts": _iso(caught_commit)}
-        for service, lsn, commit, heartbeat, caught_lsn, caught_commit in rows
+        service: {"lsn": lsn, "commit_ts": _iso(commit), "latest_lsn": latest_lsn,
+                  "latest_commit_ts": _iso(latest_commit), "heartbeat_at": _iso(heartbeat)}
+        for service, lsn, commit, latest_lsn, latest_commit, heartbeat in rows
     }
 
 
@@ -70,7 +85,13 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     conn.execute(f"attach '{partial}' as publication")
     try:
         for table in tables:
-            conn.execute(f'create table publication.main."{table}" as select * from marts."{table}"')
+            # Columns named with a leading underscore (`_batch_id`) are the pipeline's, not the readers'.
+            columns = [name for (name,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = 'marts' "
+                "and table_name = ? and column_name not like '\\_%' escape '\\' order by ordinal_position",
+                [table]).fetchall()]
+            select = ", ".join(f'"{name}"' for name in columns)
+            conn.execute(f'create table publication.main."{table}" as select {select} from marts."{table}"')
         conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
                      "built_at, ? as through_batch, ?::json as watermark",
                      [build_id, built_at, through_batch, json.dumps(watermark)])

@@ -133,7 +133,7 @@ def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float)
     while True:
         publication = current_publication(published)
         behind = {s: lsn for s, lsn in targets.items()
-                  if publication is None or (publication.watermark.get(s, {}).get("caught_up_lsn") or 0) < lsn}
+                  if publication is None or (publication.watermark.get(s, {}).get("lsn") or 0) < lsn}
         if not behind:
             return publication, time.monotonic() - started
         if time.monotonic() - started > timeout:
@@ -185,7 +185,7 @@ def _compare(db: duckdb.DuckDBPyConnection, mart: str, key: str, query: str, out
         f"{c}::varchar as {c}" for c in columns)
     db.execute(f"create or replace temp table e as select {key}::varchar as _key, {select} from expected_{mart}")
     db.execute(f"create or replace temp table a as select {key}::varchar as _key, {select} from pub.main.{mart}")
-    compared = db.execute("select count(*) from a").fetchone()[0]
+    compared = db.execute("select count(*) from a").fetchall()[0][0]
     rows = db.execute(f"""
         select coalesce(e._key, a._key), e._key is null, a._key is null,
                {', '.join(f'e.{c}' for c in columns)}, {', '.join(f'a.{c}' for c in columns)}

@@ -1,6 +1,6 @@
 """A reader process for the concurrency test: hammers the published view tables like an API worker.
 
-    python -m tests.warehouse.readers <published dir> <seconds> <out.json>
+    python -m tests.warehouse.readers <published dir> <stop file> <out.json>
 
 Each read follows `current.json` to a publication file, opens it read-only, checks the file is the
 publication the pointer names, and records (build id, order count, total of order totals). Errors
@@ -19,10 +19,11 @@ import duckdb
 from warehouse.publish import current_publication
 
 
-def hammer(published: Path, seconds: float) -> dict:
+def hammer(published: Path, stop: Path, limit: float = 600) -> dict:
+    """Read until `stop` exists (or `limit` seconds pass)."""
     reads, errors, observed = 0, [], []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + limit
+    while not stop.exists() and time.monotonic() < deadline:
         publication = current_publication(published)
         if publication is None:
             time.sleep(0.05)
@@ -42,5 +43,5 @@ def hammer(published: Path, seconds: float) -> dict:
 
 
 if __name__ == "__main__":
-    result = hammer(Path(sys.argv[1]), float(sys.argv[2]))
+    result = hammer(Path(sys.argv[1]), Path(sys.argv[2]))
     Path(sys.argv[3]).write_text(json.dumps(result))

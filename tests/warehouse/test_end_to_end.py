@@ -89,7 +89,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
         deadline = time.monotonic() + 300
         while True:
             publication = current_publication(published)
-            if publication and all((publication.watermark.get(service, {}).get("caught_up_lsn") or 0)
+            if publication and all((publication.watermark.get(service, {}).get("lsn") or 0)
                                    >= _lsn(result["position"]["lsn"]) for service, result in last_writes.items()):
                 break
             assert time.monotonic() < deadline, "the views never caught up with the commands"

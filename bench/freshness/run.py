@@ -1,0 +1,156 @@
+"""Commit-to-visible latency of the view tables under shop traffic.
+
+    .venv/bin/python bench/freshness/run.py [--rate 500] [--duration 60] [--probes 5] [--workers 2]
+
+With the stack up, it starts the four services, catches the warehouse up with the topics' history
+(once: the bench's state dir is kept between runs), then runs `mirador run` while `mirador simulate`
+sends `--rate` commands/s. Alongside, probe customers are registered `--probes` times a second. For
+each probe: its source commit time (Debezium's `source.ts_us`, landed as `_commit_ts`), when the
+loader landed it in `raw` (`_loaded_at`), and when the first publication holding it in
+`customer_summary` was switched in (`published_at`). Prints p50/p95/p99 of both latencies side by
+side: landing in raw is the floor the views are built on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cdc import stack  # noqa: E402
+from cdc.config import StackSettings  # noqa: E402
+from warehouse.publish import current_publication  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SERVICES = ("customers", "orders", "invoices", "inventory")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    ordered = sorted(values)
+    pick = lambda p: ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]  # noqa: E731
+    return (f"p50 {statistics.median(ordered):6.3f}s  p95 {pick(95):6.3f}s  p99 {pick(99):6.3f}s  "
+            f"max {ordered[-1]:6.3f}s  (n={len(ordered)})")
+
+
+class Watcher(threading.Thread):
+    """Follows the publications and notes when each probe first became visible."""
+
+    def __init__(self, published: Path, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.published, self.prefix = published, prefix
+        self.visible: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.builds = 0
+
+    def run(self) -> None:
+        seen = None
+        while not self.stop.is_set():
+            publication = current_publication(self.published)
+            if publication and publication.build_id != seen:
+                seen = publication.build_id
+                self.builds += 1
+                published_at = datetime.fromisoformat(publication.published_at).timestamp()
+                with duckdb.connect(str(publication.path(self.published)), read_only=True) as conn:
+                    for (email,) in conn.execute("select customer_email from customer_summary "
+                                                 "where customer_email like ?", [f"{self.prefix}%"]).fetchall():
+                        self.visible.setdefault(email, published_at)
+            self.stop.wait(0.02)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--probes", type=float, default=5, help="probe commands per second")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
+    args = parser.parse_args()
+
+    settings = StackSettings()
+    stack.up(settings)
+    home = settings.home / "bench-freshness"
+    ports = {service: _free_port() for service in SERVICES}
+    env = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(settings.jars),
+           **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()},
+           **{f"MIRADOR_{s.upper()}_WORKERS": str(args.workers) for s in SERVICES}}
+    mirador = lambda *a, **kw: subprocess.run([BIN / "mirador", *a], env=env, cwd=ROOT, **kw)  # noqa: E731
+    mirador("services", "up", check=True)
+    run = None
+    try:
+        started = time.monotonic()
+        mirador("load", "--once", "--no-progress", check=True, capture_output=True)
+        mirador("build", check=True, capture_output=True)
+        print(f"warm-up (history loaded and built) in {time.monotonic() - started:.1f}s", flush=True)
+
+        run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        prefix = f"probe-{uuid.uuid4().hex[:8]}-"
+        watcher = Watcher(home / "warehouse" / "published", prefix)
+        watcher.start()
+        time.sleep(3)  # let the first cycle settle
+        simulate = subprocess.Popen([BIN / "mirador", "simulate", "--rate", str(args.rate), "--duration",
+                                     str(args.duration), "--seed", "11"], env=env, cwd=ROOT,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        probes = []
+        url = f"http://127.0.0.1:{ports['customers']}/customers"
+        with httpx.Client(headers={"Authorization": "Bearer mirador-dev"}, timeout=30) as http:
+            deadline = time.monotonic() + args.duration
+            while time.monotonic() < deadline:
+                email = f"{prefix}{len(probes)}@bench.example.com"
+                response = http.post(url, json={"email": email, "name": "Probe", "country": "PT"},
+                                     headers={"Idempotency-Key": email})
+                response.raise_for_status()
+                probes.append(email)
+                time.sleep(1 / args.probes)
+        simulated = simulate.communicate(timeout=args.duration + 120)[0]
+        wait_until = time.monotonic() + 60
+        while len(watcher.visible) < len(probes) and time.monotonic() < wait_until:
+            time.sleep(0.2)
+        watcher.stop.set()
+    finally:
+        if run is not None:
+            run.send_signal(signal.SIGTERM)
+            log = run.communicate(timeout=300)[0]
+        mirador("services", "down")
+
+    with duckdb.connect(str(home / "warehouse" / "mirador.duckdb"), read_only=True) as conn:
+        rows = conn.execute("select email, epoch(_commit_ts), epoch(_loaded_at) from raw.customers__customers "
+                            "where email like ? and _op = 'c'", [f"{prefix}%"]).fetchall()
+    landed = [loaded - commit for _, commit, loaded in rows]
+    visible = [watcher.visible[email] - commit for email, commit, _ in rows if email in watcher.visible]
+    cycles = [line for line in log.splitlines() if "warehouse.pipeline build" in line]
+    print("\n".join(simulated.strip().splitlines()[-8:]))
+    print(f"\nprobes: {len(probes)} sent, {len(rows)} landed, {len(watcher.visible)} visible; "
+          f"{watcher.builds} publications seen; {len(cycles)} build cycles")
+    print(f"commit -> raw (loader)        {_percentiles(landed)}")
+    print(f"commit -> published view      {_percentiles(visible)}")
+    for line in cycles[-3:]:
+        print("  " + line.split("INFO ")[-1])
+    (home / "last-freshness.json").write_text(json.dumps({"landed": landed, "visible": visible}))
+
+
+if __name__ == "__main__":
+    main()
