@@ -59,16 +59,18 @@ class Command:
                 constraint = err.diag.constraint_name or ""
                 if claim and constraint == idempotency.CONSTRAINT:
                     return await self._replay(claim)
-                refusal = self.constraint_errors.get(constraint)
-                if refusal is None:
+                kind = self.constraint_errors.get(constraint)
+                if kind is None:
                     raise
-                if not issubclass(refusal, Retry):
-                    raise refusal((refusal.__doc__ or refusal.title).strip().splitlines()[0]) from None
-            except CommandRefused:
-                # A retry of a command that already succeeded may now break a rule: the first result stands.
+                refusal = kind((kind.__doc__ or kind.title).strip().splitlines()[0])
+            except CommandRefused as err:
+                refusal = err
+            if not isinstance(refusal, Retry):
+                # A retry of a command that already succeeded may now break a rule (its own first write
+                # took the email, the stock, the status): the first result stands.
                 if claim and (replay := await self._replay(claim, required=False)):
                     return replay
-                raise
+                raise refusal
             if attempt + 1 < attempts:
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
         raise ConcurrencyConflict(f"other writers changed the same data {attempts} times in a row; "

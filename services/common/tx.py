@@ -85,7 +85,10 @@ def combine(writes: list[tuple[str, Params]]) -> tuple[str, list]:
     for i, (statement, values) in enumerate(writes):
         text, names = _positional(statement)
         parts.append(f"w{i} as ({text})")
-        params.extend(values[name] for name in names) if names is not None else params.extend(values)
+        if names is None:
+            params.extend(values)
+        else:
+            params.extend(values[name] for name in names)
     return "with " + ",\n".join(parts) + "\n" + TXID, params
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
-from services.common.types import Name
+from services.common.fields import Name
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254,
                                          pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl, StringConstraints
 
-from services.common.types import Currency, PositiveMoney
+from services.common.fields import Currency, PositiveMoney
 
 
 def _http_url(value: str) -> str:

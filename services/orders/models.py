@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.types import Currency, Money, Quantity, Reason
+from services.common.fields import Currency, Money, Quantity, Reason
 
 
 class OrderLineCreate(BaseModel):

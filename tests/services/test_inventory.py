@@ -110,3 +110,22 @@ async def test_the_database_refuses_to_change_or_remove_events(inventory, query,
     expected = "permission denied" if role == "owner" else "append-only"
     assert expected in str(err.value)
     assert folded(query, product_id) == 5
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "", {"name": "x"}),
+    ("POST", "/retire", None),
+    ("POST", "/stock/increase", {"quantity": 1}),
+    ("POST", "/stock/decrease", {"quantity": 1}),
+])
+async def test_every_product_command_answers_404_for_an_unknown_product(inventory, method, path, body):
+    refused(await inventory.request(method, f"/products/{uuid.uuid4()}{path}", json=body), 404, "product_not_found")
+
+
+async def test_stale_versions_and_invalid_quantities(inventory):
+    product_id = await new_product(inventory)
+    refused(await inventory.patch(f"/products/{product_id}", json={"name": "x"}, headers={"If-Match": '"2"'}), 412)
+    refused(await inventory.post(f"/products/{product_id}/retire", headers={"If-Match": '"2"'}), 412)
+    for quantity in (0, -3, 1_000_001, "many"):
+        assert invalid_fields(await inventory.post(f"/products/{product_id}/stock/increase",
+                                                   json={"quantity": quantity})) == {"body.quantity"}

@@ -55,3 +55,10 @@ async def test_unknown_or_stale_invoice(invoices):
     refused(await invoices.post(f"/invoices/{uuid.uuid4()}/pay"), 404, "invoice_not_found")
     invoice = accepted(await invoices.post("/invoices", json=new_invoice()), 201)
     refused(await invoices.post(f"/invoices/{invoice['id']}/void", headers={"If-Match": '"2"'}), 412)
+
+
+async def test_pay_and_void_answer_404_and_412(invoices):
+    refused(await invoices.post(f"/invoices/{uuid.uuid4()}/void"), 404, "invoice_not_found")
+    invoice = accepted(await invoices.post("/invoices", json=new_invoice()), 201)
+    refused(await invoices.post(f"/invoices/{invoice['id']}/pay", headers={"If-Match": '"3"'}), 412)
+    accepted(await invoices.post(f"/invoices/{invoice['id']}/pay", headers={"If-Match": '"1"'}))

@@ -126,3 +126,13 @@ async def test_stale_version_on_a_transition_is_412(orders):
     order = await place(orders)
     refused(await orders.post(f"/orders/{order['id']}/pay", headers={"If-Match": 'W/"5"'}), 412, "stale_version")
     refused(await orders.post(f"/orders/{uuid.uuid4()}/pay"), 404, "order_not_found")
+
+
+async def test_add_line_errors(orders):
+    order = await place(orders, 1)
+    line = {"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": "1.00"}
+    assert invalid_fields(await orders.post(f"/orders/{order['id']}/lines", json={**line, "quantity": -1})) == {
+        "body.quantity"}
+    refused(await orders.post(f"/orders/{order['id']}/lines", json=line, headers={"If-Match": '"9"'}), 412)
+    accepted(await orders.post(f"/orders/{order['id']}/cancel"))
+    refused(await orders.post(f"/orders/{order['id']}/lines", json=line), 409, "order_not_open")
