@@ -38,6 +38,8 @@ def test_settings_the_loader_relies_on(configs):
         assert int(config["heartbeat.interval.ms"]) > 0
         assert "mirador.heartbeat" in config["heartbeat.action.query"]
         assert config["value.converter.schemas.enable"] == "true"
+        # A NULL stays NULL, not the column's default (Kafka's JsonConverter replaces it otherwise).
+        assert config["value.converter.replace.null.with.default"] == "false"
 
 
 def test_placeholders_are_filled_from_settings(configs):
