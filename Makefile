@@ -14,8 +14,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
+# The main job: the CDC stack, the four write services, shop traffic through their commands, the
+# changes loaded into DuckDB, the view tables built and published, then checked against Postgres.
 demo: install
 	$(BIN)/mirador stack up
+	$(BIN)/mirador services up
+	$(BIN)/mirador simulate --rate 50 --duration 10 --seed 1
+	$(BIN)/mirador load --once --no-progress
+	$(BIN)/mirador build
+	$(BIN)/mirador verify
+	$(BIN)/mirador views --limit 3
 	$(BIN)/mirador stack status
 
 test: install
@@ -29,6 +37,7 @@ status: install
 	$(BIN)/mirador stack status
 
 down: install
+	$(BIN)/mirador services down
 	$(BIN)/mirador stack down
 
 clean: down

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import ExitStack
 
 import click
 from pydantic import ValidationError
 
 from warehouse.cli import EXIT_TERMINAL, EXIT_TRANSIENT, _stop_on_signals
 from warehouse.configuration import PipelineSettings
-from warehouse.exceptions import LoaderError
+from warehouse.exceptions import LoaderError, TransientError
+from warehouse.load import Loader
 from warehouse.pipeline import Pipeline, single_run
 
 
@@ -68,13 +70,25 @@ def run() -> None:
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the views to catch up.")
 @click.option("--limit", default=20, show_default=True, help="Differences shown per view table.")
 def verify(timeout: float, limit: int) -> None:
-    """Recompute the view tables from the services' Postgres databases and compare (exit 1 on a difference)."""
+    """Recompute the view tables from the services' Postgres databases and compare (exit 1 on a difference).
+
+    Waits for the published views to include every change committed so far: while `mirador run` runs
+    it waits for it, otherwise it loads and builds what arrived itself.
+    """
     from cdc.config import StackSettings
     from warehouse.verify import verify as reconcile
 
     settings = _settings()
     try:
-        report = reconcile(StackSettings(), settings.published, timeout=timeout, limit=limit)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(single_run(settings))
+                pipeline = Pipeline(settings)
+                catch_up = lambda: (Loader(settings).run(), pipeline.build_and_publish())  # noqa: E731
+            except TransientError:
+                catch_up = None  # `mirador run` is running: wait for it
+            report = reconcile(StackSettings(), settings.published, timeout=timeout, limit=limit,
+                               catch_up=catch_up)
     except LoaderError as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(EXIT_TRANSIENT if err.transient else EXIT_TERMINAL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,10 +128,16 @@ def source_lsns(stack: StackSettings) -> dict[str, int]:
     return {service: int(lsn) for service, lsn in lsns.items()}
 
 
-def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float) -> tuple[Publication, float]:
-    """Until the current publication includes every service up to its target LSN."""
+def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float,
+                       catch_up: Callable[[], None] | None = None) -> tuple[Publication, float]:
+    """Until the current publication includes every service up to its target LSN.
+
+    `catch_up`, when no `mirador run` is keeping the views fresh, loads and builds what arrived.
+    """
     started = time.monotonic()
     while True:
+        if catch_up is not None:
+            catch_up()
         publication = current_publication(published)
         behind = {s: lsn for s, lsn in targets.items()
                   if publication is None or (publication.watermark.get(s, {}).get("lsn") or 0) < lsn}
@@ -143,9 +150,10 @@ def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float)
         time.sleep(0.5)
 
 
-def verify(stack: StackSettings, published: Path, timeout: float = 120.0, limit: int = 20) -> VerifyReport:
+def verify(stack: StackSettings, published: Path, timeout: float = 120.0, limit: int = 20,
+           catch_up: Callable[[], None] | None = None) -> VerifyReport:
     targets = source_lsns(stack)
-    publication, waited = wait_for_watermark(published, targets, timeout)
+    publication, waited = wait_for_watermark(published, targets, timeout, catch_up)
     report = VerifyReport(publication, waited_seconds=waited)
     db = duckdb.connect()
     with tempfile.TemporaryDirectory(prefix="mirador-verify-") as scratch:
