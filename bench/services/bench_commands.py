@@ -15,6 +15,7 @@ import asyncio
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -34,7 +35,8 @@ from bench.services.cpu import CpuMeter
 from services import runner
 
 HERE = Path(__file__).parent
-PORTS = {"orders": 18402, "inventory": 18404}
+PORTS = {"orders": 0, "inventory": 0}
+"""Filled with free ports at start."""
 TOKEN = "bench-token"
 INITIAL_STOCK = 1_000_000
 RESPONSE = '{"id": "01a21ad2-09c3-70e1-99a7-e7b5ae5d677d", "version": 1}'
@@ -181,7 +183,10 @@ def main() -> None:
                         help="run only this workload (repeatable); both by default")
     args = parser.parse_args()
 
-    for name, port in PORTS.items():
+    for name in PORTS:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            PORTS[name] = port = sock.getsockname()[1]
         prefix = f"MIRADOR_{name.upper()}_"
         os.environ |= {f"{prefix}PORT": str(port), f"{prefix}TOKEN": TOKEN, f"{prefix}POOL_MAX_SIZE": str(args.pool),
                        f"{prefix}POOL_MIN_SIZE": str(args.pool)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -15,8 +16,13 @@ from services.common.config import ServiceSettings
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TEST_PORTS = {"customers": 18301, "orders": 18302, "invoices": 18303, "inventory": 18304}
-"""Ports of the uvicorn processes the tests start, away from the defaults a developer may be running."""
+
+
+def free_port() -> int:
+    """A port nobody listens on now: test sessions (a developer's, CI's) may run side by side."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +86,8 @@ async def inventory(dsns) -> AsyncIterator[httpx.AsyncClient]:
 def service_env(dsns) -> Iterator[dict[str, str]]:
     """Environment naming each service's test port, database and token, set for this process too."""
     env = {}
-    for name, port in TEST_PORTS.items():
+    for name in runner.SETTINGS:
+        port = free_port()
         prefix = f"MIRADOR_{name.upper()}_"
         env |= {f"{prefix}PORT": str(port), f"{prefix}DSN": dsns[name], f"{prefix}TOKEN": TOKEN,
                 f"{prefix}POOL_MAX_SIZE": "12"}

@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import AUTH, TOKEN
+from services import runner
+
+from .conftest import AUTH, TOKEN, free_port
 
 MIRADOR = str(Path(sys.executable).parent / "mirador")
-PORTS = {"customers": 18311, "orders": 18312, "invoices": 18313, "inventory": 18314}
 
 
 def mirador(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
@@ -23,19 +24,24 @@ def mirador(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 
 
 @pytest.fixture
-def cli_env(dsns, tmp_path) -> dict[str, str]:
+def ports() -> dict[str, int]:
+    return {name: free_port() for name in runner.SETTINGS}
+
+
+@pytest.fixture
+def cli_env(dsns, ports, tmp_path) -> dict[str, str]:
     env = {"MIRADOR_HOME": str(tmp_path)}
-    for name, port in PORTS.items():
+    for name, port in ports.items():
         prefix = f"MIRADOR_{name.upper()}_"
         env |= {f"{prefix}PORT": str(port), f"{prefix}DSN": dsns[name], f"{prefix}TOKEN": TOKEN}
     return env
 
 
-def test_up_status_down(cli_env, tmp_path):
+def test_up_status_down(cli_env, ports, tmp_path):
     try:
         up = mirador("services", "up", env=cli_env)
         assert up.returncode == 0, up.stderr
-        for name, port in PORTS.items():
+        for name, port in ports.items():
             assert f"http://127.0.0.1:{port}" in up.stdout
             assert (tmp_path / "run" / f"service-{name}.pid").exists()
             assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
@@ -43,14 +49,14 @@ def test_up_status_down(cli_env, tmp_path):
         assert again.returncode == 0 and again.stdout == up.stdout
         status = mirador("services", "status", env=cli_env)
         assert status.returncode == 0 and status.stdout.count("ready") == 4
-        order = httpx.post(f"http://127.0.0.1:{PORTS['orders']}/orders", headers=AUTH, json={
+        order = httpx.post(f"http://127.0.0.1:{ports['orders']}/orders", headers=AUTH, json={
             "customer_id": "0b6e6f3a-4d0c-4c55-9a4f-0d7c3f2b8a11",
             "lines": [{"product_id": "5f7d1a8e-2b3c-4d5e-8f90-1a2b3c4d5e6f", "quantity": 1, "unit_price": "2.00"}]})
         assert order.status_code == 201
     finally:
         down = mirador("services", "down", env=cli_env)
     assert down.returncode == 0 and "stopped" in down.stdout
-    for port in PORTS.values():
+    for port in ports.values():
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
     assert not list((tmp_path / "run").glob("service-*.pid"))
@@ -58,13 +64,13 @@ def test_up_status_down(cli_env, tmp_path):
     assert status.returncode == 1 and status.stdout.count("down") == 4
 
 
-def test_up_names_a_port_in_use(cli_env):
+def test_up_names_a_port_in_use(cli_env, ports):
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", PORTS["invoices"]))
+        taken.bind(("127.0.0.1", ports["invoices"]))
         taken.listen()
         result = mirador("services", "up", "invoices", env=cli_env)
     assert result.returncode == 1
-    assert f"port 127.0.0.1:{PORTS['invoices']}" in result.stderr and "MIRADOR_INVOICES_PORT" in result.stderr
+    assert f"port 127.0.0.1:{ports['invoices']}" in result.stderr and "MIRADOR_INVOICES_PORT" in result.stderr
 
 
 def test_up_says_when_the_database_is_unreachable(cli_env):
