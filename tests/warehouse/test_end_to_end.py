@@ -46,7 +46,10 @@ def _lsn(text: str) -> int:
 def pipeline_env(stack_settings):
     home = PROJECT_ROOT / ".mirador" / f"test-e2e-{uuid.uuid4().hex[:8]}"
     ports = {service: _free_port() for service in SERVICES}
-    env = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(stack_settings.jars),
+    # Only the stack's settings carry over; other fixtures' service ports, tokens and DSNs do not.
+    service_keys = tuple(f"MIRADOR_{s.upper()}_" for s in SERVICES)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(service_keys)}
+    env = {**inherited, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(stack_settings.jars),
            **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
     subprocess.run([BIN / "mirador", "services", "up"], env=env, check=True, timeout=120, cwd=PROJECT_ROOT)
     yield env, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, home
