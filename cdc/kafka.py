@@ -54,7 +54,8 @@ def pid(settings: StackSettings) -> int | None:
 
 
 def healthy(bootstrap: str, timeout: float = 2.0) -> bool:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    # log_level 0: a broker still starting is the expected answer here, not an error to print.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000), "log_level": 0})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except Exception:  # noqa: BLE001 - unreachable or not ready

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from mirador.home import default_home
-from services import process
+from mirador import processes as process
 from services.common import db
 from services.common.config import ServiceSettings
 from services.customers.config import CustomersSettings
@@ -108,7 +108,7 @@ def _wait_ready(name: str, settings: ServiceSettings, pid: int, log: Path, timeo
 def down(names: list[str], *, home: Path | None = None) -> list[str]:
     """Stop the named services this state dir started, by PID."""
     home = home or default_home()
-    return [name for name in reversed(names) if process.stop(_files(name, home)[0], _app(name))]
+    return [name for name in reversed(names) if process.stop(_files(name, home)[0], _app(name), timeout=15)]
 
 
 def status(names: list[str], *, home: Path | None = None) -> list[Running]:

@@ -96,8 +96,8 @@ class PipelineSettings(LoaderSettings):
     publish_keep: int = Field(3, ge=1)
     """Published snapshots kept besides the current one (readers may still be on older ones)."""
 
-    run_interval: float = Field(0.5, gt=0)
-    """Seconds `mirador run` waits between cycles when nothing new arrived."""
+    run_interval: float = Field(0.2, gt=0)
+    """Seconds `mirador run` waits between cycles, leaving the loader its turn at the file."""
 
     run_batch_seconds: float = Field(0.3, gt=0)
     """In `mirador run`, the loader closes a batch this soon, so a change is built within about a second."""

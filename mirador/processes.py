@@ -1,4 +1,4 @@
-"""Starting and stopping service processes by PID file, never by name."""
+"""Starting, finding and stopping the processes mirador runs itself, by PID file, never by name."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie child of ours counts as gone)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, OSError, IndexError):
+        return False
+    except PermissionError:
+        return True
+    return state != "Z"
+
+
 def running_pid(pidfile: Path, marker: str) -> int | None:
     """The PID in `pidfile` if that process is alive and its command line carries `marker`.
 
@@ -30,29 +42,18 @@ def running_pid(pidfile: Path, marker: str) -> int | None:
     return pid if marker.encode() in cmdline and alive(pid) else None
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (ProcessLookupError, OSError, IndexError):
-        return False
-    except PermissionError:
-        return True
-    return state != "Z"
-
-
-def spawn(argv: Sequence[str], pidfile: Path, log: Path, env: dict[str, str]) -> int:
+def spawn(argv: Sequence[str], pidfile: Path, log: Path, env: dict[str, str] | None = None) -> int:
     """Start a daemon in its own session, output appended to `log`, and record its PID."""
     log.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, start_new_session=True)
+                                env={**os.environ, **(env or {})}, start_new_session=True)
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 
 
-def stop(pidfile: Path, marker: str, timeout: float = 15.0) -> bool:
+def stop(pidfile: Path, marker: str, timeout: float = 30.0) -> bool:
     """SIGTERM the recorded process group, SIGKILL it after `timeout`; True if something was stopped."""
     pid = running_pid(pidfile, marker)
     if pid is None:
@@ -73,7 +74,8 @@ def stop(pidfile: Path, marker: str, timeout: float = 15.0) -> bool:
     return True
 
 
-def tail(path: Path, lines: int = 15) -> str:
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, indented, for error messages."""
     try:
         text = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
