@@ -1,6 +1,6 @@
 """Build cost against table size: the same small change set built at 100k and at 1M source rows.
 
-    .venv/bin/python bench/freshness/build_cost.py [--sizes 100000 1000000] [--changes 200] [--repeats 3]
+    .venv/bin/python bench/freshness/build_cost.py [--sizes 33334 333334] [--changes 200] [--repeats 3]
 
 A simulated orders service (tests/dbt_project/changelog.py) fills the raw changelog with N orders and
 about 2N lines, a full build runs once, then each repeat lands `--changes` random commands as one
@@ -71,7 +71,8 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[33_334, 333_334],
+                        help="orders; each has two lines, so 33,334 orders are about 100k source rows")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
