@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from warehouse.configuration import PipelineSettings
@@ -48,8 +49,20 @@ class Builder:
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
         self.project_dir = settings.dbt_project_dir
-        os.environ["MIRADOR_WAREHOUSE_PATH"] = str(settings.warehouse)
         self._runner = None
+
+    @contextmanager
+    def _profile_env(self):
+        """The profile reads the warehouse path from the environment: set it for dbt's call only."""
+        saved = os.environ.get("MIRADOR_WAREHOUSE_PATH")
+        os.environ["MIRADOR_WAREHOUSE_PATH"] = str(self.settings.warehouse)
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("MIRADOR_WAREHOUSE_PATH", None)
+            else:
+                os.environ["MIRADOR_WAREHOUSE_PATH"] = saved
 
     def _args(self, *args: str) -> list[str]:
         return [*args, "--project-dir", str(self.project_dir), "--profiles-dir", str(self.project_dir),
@@ -63,7 +76,8 @@ class Builder:
             from dbt.cli.main import dbtRunner
 
             started = time.perf_counter()
-            parsed = dbtRunner().invoke(self._args("parse"))
+            with self._profile_env():
+                parsed = dbtRunner().invoke(self._args("parse"))
             if not parsed.success:
                 raise TerminalError(f"dbt could not parse {self.project_dir}: {parsed.exception}")
             self.manifest = parsed.result
@@ -116,8 +130,10 @@ class Builder:
         args = self._args("build", "--select", *selected)
         if full_refresh:
             args.append("--full-refresh")
+        runner = self.runner()
         try:
-            outcome = self.runner().invoke(args)
+            with self._profile_env():
+                outcome = runner.invoke(args)
         finally:
             _release_dbt_connection()
         result.seconds = time.perf_counter() - started

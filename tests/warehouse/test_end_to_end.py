@@ -46,9 +46,9 @@ def _lsn(text: str) -> int:
 def pipeline_env(stack_settings):
     home = PROJECT_ROOT / ".mirador" / f"test-e2e-{uuid.uuid4().hex[:8]}"
     ports = {service: _free_port() for service in SERVICES}
-    # Only the stack's settings carry over; other fixtures' service ports, tokens and DSNs do not.
-    service_keys = tuple(f"MIRADOR_{s.upper()}_" for s in SERVICES)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(service_keys)}
+    # Only the stack's settings carry over; other fixtures' ports, tokens, DSNs and paths do not.
+    own_keys = (*(f"MIRADOR_{s.upper()}_" for s in SERVICES), "MIRADOR_WAREHOUSE_PATH", "MIRADOR_LOADER_")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(own_keys)}
     env = {**inherited, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(stack_settings.jars),
            **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
     subprocess.run([BIN / "mirador", "services", "up"], env=env, check=True, timeout=120, cwd=PROJECT_ROOT)
