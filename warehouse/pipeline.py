@@ -92,13 +92,13 @@ class Pipeline:
         try:
             while not stop.is_set():
                 cycle = self.build_and_publish()
-                # Always leave the loader a turn at the file before building again (flock is not fair).
-                stop.wait(self.settings.run_interval)
                 if not cycle.build.skipped:
                     log.info("build %s: %s in %.2fs (dbt %.2fs, publish %.2fs, lock wait %.2fs), %s",
                              cycle.build.build_id, "ok" if cycle.build.success else "FAILED", cycle.seconds,
                              cycle.build.seconds, cycle.publish_seconds, cycle.lock_wait,
                              ", ".join(cycle.build.failures) or "published")
+                # Always leave the loader a turn at the file before building again (flock is not fair).
+                stop.wait(self.settings.run_interval)
         finally:
             stop.set()
             thread.join()
