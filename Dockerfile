@@ -26,7 +26,8 @@ RUN pip install --no-deps . && rm -rf build ./*.egg-info
 # Run as an unprivileged user; local state (MIRADOR_HOME) goes to a directory it owns.
 RUN useradd --create-home --uid 10001 --user-group mirador \
     && install -d -o mirador -g mirador /var/lib/mirador
-ENV MIRADOR_HOME=/var/lib/mirador
+ENV MIRADOR_HOME=/var/lib/mirador \
+    MIRADOR_DBT_PROJECT_DIR=/app/dbt_project
 USER mirador
 
 CMD ["mirador", "--help"]
