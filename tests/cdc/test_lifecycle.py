@@ -36,6 +36,7 @@ def private(stack_settings) -> StackSettings:
     )
     yield settings
     stack.down(settings)
+    shutil.rmtree(postgres.data_dir(settings).parent, ignore_errors=True)  # outside home under /root
     shutil.rmtree(home, ignore_errors=True)
 
 
