@@ -69,6 +69,9 @@ insert into all_types values (
 )
 """
 
+INSERT_WITH_NOTE = INSERT.replace("%(big_text)s\n)", "%(big_text)s, %(note)s\n)")
+"""The same row after `add_column` added `note`."""
+
 
 def _row(id_: int, seed: int) -> dict:
     """A row of edge values: negatives, high precision, microseconds, pre-1970, unicode, NULL in arrays."""
@@ -97,17 +100,11 @@ STEPS: list[tuple[str, list[tuple[str, dict | None]], int]] = [
     ("transaction", [(INSERT, _row(4, 4)), (INSERT, _row(5, 5)),
                      ("update all_types set small_col = 1 where id = 4", None)], 3),
     ("add_column", [("alter table all_types add column note text default 'new'", None),
-                    (INSERT, _row(6, 6) | {"note": "added"})], 1),
+                    (INSERT_WITH_NOTE, _row(6, 6) | {"note": "added"})], 1),
     ("widen_column", [("alter table all_types alter column int_col type bigint", None),
-                      (INSERT, _row(7, 7) | {"int": 9_000_000_000, "note": None})], 1),
+                      (INSERT_WITH_NOTE, _row(7, 7) | {"int": 9_000_000_000, "note": None})], 1),
     ("truncate", [("truncate all_types", None)], 1),
 ]
-
-
-def _insert_sql(params: dict) -> str:
-    if "note" in params:
-        return INSERT.replace("%(big_text)s\n)", "%(big_text)s, %(note)s\n)")
-    return INSERT
 
 
 def capture_fixtures(settings: StackSettings, out: Path) -> dict[Path, int]:
@@ -132,8 +129,7 @@ def capture_fixtures(settings: StackSettings, out: Path) -> dict[Path, int]:
                 for step, statements, count in STEPS:
                     with conn.transaction():
                         for statement, params in statements:
-                            text = _insert_sql(params) if params else statement
-                            conn.execute(text, params)
+                            conn.execute(statement, params)
                     expected[step] = _rows(conn)
                     messages = _drain(consumer, count)
                     written[_write(out, step, messages)] = len(messages)

@@ -22,7 +22,6 @@ from warehouse.land import STATE_DDL
 log = logging.getLogger(__name__)
 
 BUILDS_DDL = """
-create schema if not exists loader;
 create table if not exists loader.builds (
     build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
     through_batch bigint, selected varchar, success boolean, seconds double);

@@ -7,10 +7,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cdc.config import SERVICES
 from mirador.home import default_home
-
-SERVICES = ("customers", "orders", "invoices", "inventory")
-"""The write services whose change topics the loader reads by default (as in `cdc.config`)."""
 
 
 def default_topics(services: tuple[str, ...] = SERVICES) -> list[str]:
