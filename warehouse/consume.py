@@ -21,8 +21,10 @@ from warehouse.exceptions import TerminalError, TransientError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 5_000
-"""Messages asked of librdkafka per call; the decoder takes them chunk by chunk."""
+CHUNK = 1_000
+"""Messages asked of librdkafka per call; the decoder takes them chunk by chunk. Each call copies
+its messages' values (4-5 KB each with the schema) into Python: 1,000 keep that under 5 MB, where
+5,000 measured about 35 MB more peak RSS and no faster."""
 
 TP = tuple[str, int]
 

@@ -93,9 +93,14 @@ class TableSchema:
 
 
 class Group:
-    """Events of one raw table under one schema from one topic, in offset order."""
+    """Events of one raw table under one schema from one topic, in offset order.
 
-    __slots__ = ("schema", "topic", "payloads", "partitions", "offsets", "old_keys")
+    The decoder appends payloads; `frames.convert` turns them into an Arrow chunk after every fetch,
+    so a batch holds columns (about 300 bytes an event) rather than decoded objects (about 1,150).
+    """
+
+    __slots__ = ("schema", "topic", "payloads", "partitions", "offsets", "old_keys", "chunks", "rows",
+                 "max_lsn", "max_commit_us")
 
     def __init__(self, schema: TableSchema, topic: str) -> None:
         self.schema, self.topic = schema, topic
@@ -103,6 +108,12 @@ class Group:
         self.partitions: list[int] = []
         self.offsets: list[int] = []
         self.old_keys: dict[int, str] = {}
+        """Index into `payloads` -> the previous key of a primary-key change's create half."""
+        self.chunks: list[pa.RecordBatch] = []
+        self.rows = 0
+        """Events already in `chunks`."""
+        self.max_lsn: int | None = None
+        self.max_commit_us: int | None = None
 
 
 @dataclass
@@ -142,10 +153,12 @@ class Batch:
     messages: int = 0
     tombstones: int = 0
     value_bytes: int = 0
+    held_bytes: int = 0
+    """Bytes of the Arrow chunks built so far: what the batch holds in memory, schema text excluded."""
 
     @property
     def events(self) -> int:
-        return sum(len(g.offsets) for g in self.groups.values())
+        return sum(g.rows + len(g.offsets) for g in self.groups.values())
 
 
 class Decoder:

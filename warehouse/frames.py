@@ -32,7 +32,22 @@ class Frame:
     max_commit_us: int | None
 
 
-def group_frame(group: Group) -> Frame:
+def convert(batch: Batch) -> None:
+    """Turn every group's newly decoded payloads into an Arrow chunk and let go of the objects.
+
+    Called after each fetch: a batch then holds about 300 bytes an event instead of about 1,150 of
+    decoded objects, so batches can be large (fewer per-batch costs) in the same memory.
+    """
+    for group in batch.groups.values():
+        if group.payloads:
+            chunk = _chunk(group)
+            group.chunks.append(chunk)
+            group.rows += chunk.num_rows
+            batch.held_bytes += chunk.nbytes
+            group.payloads, group.partitions, group.offsets, group.old_keys = [], [], [], {}
+
+
+def _chunk(group: Group) -> pa.RecordBatch:
     schema, payloads = group.schema, group.payloads
     sources = [p.source for p in payloads]
     empty = schema.empty_row
@@ -42,6 +57,8 @@ def group_frame(group: Group) -> Frame:
         old_keys[index] = key
     lsn = pa.array([s.lsn for s in sources], pa.int64())
     commit = pa.array([s.ts_us or s.ts_ms * 1000 for s in sources], pa.int64())
+    group.max_lsn = _max(group.max_lsn, pc.max(lsn).as_py())
+    group.max_commit_us = _max(group.max_commit_us, pc.max(commit).as_py())
     arrays = {
         "_op": pa.array([p.op for p in payloads], pa.string()),
         "_snapshot": pa.array([s.snapshot for s in sources], pa.string()),
@@ -55,9 +72,17 @@ def group_frame(group: Group) -> Frame:
     }
     for (name, column), getter in zip(schema.columns, schema.getters):
         arrays[name] = column.to_arrow(list(map(getter, rows)))
+    return pa.RecordBatch.from_pydict(arrays)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def group_frame(group: Group) -> Frame:
+    schema = group.schema
     return Frame(schema.table, group.topic, service_of(group.topic), schema.columns, schema.key_columns,
-                 schema.defaults, pa.table(arrays),
-                 pc.max(lsn).as_py(), pc.max(commit).as_py())
+                 schema.defaults, pa.Table.from_batches(group.chunks), group.max_lsn, group.max_commit_us)
 
 
 def dead_letter_table(dead: list[DeadLetter]) -> pa.Table:
@@ -122,6 +147,7 @@ class Work:
 
 
 def prepare(batch: Batch, catalog_tables: dict[str, dict[str, str]], caught_up: set[str]) -> Work:
+    convert(batch)
     frames = [group_frame(g) for g in batch.groups.values()]
     desired = {f.table: dict(catalog_tables.get(f.table, {})) for f in frames}
     return Work(frames, desired,

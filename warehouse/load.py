@@ -17,7 +17,7 @@ from warehouse.configuration import LoaderSettings
 from warehouse.consume import ChangeConsumer
 from warehouse.decode import Batch, Decoder
 from warehouse.exceptions import LoaderError, StageFailed, TransientError
-from warehouse.frames import Work, prepare
+from warehouse.frames import Work, convert, prepare
 from warehouse.land import Landed, Warehouse
 from warehouse.progress import Progress
 
@@ -100,7 +100,7 @@ class Loader:
         s, batch = self.settings, Batch()
         deadline = time.monotonic() + s.loader_batch_seconds
         quiet_since = time.monotonic()
-        while batch.messages < s.loader_batch_messages and batch.value_bytes < s.loader_batch_bytes:
+        while batch.messages < s.loader_batch_messages and batch.held_bytes < s.loader_batch_bytes:
             if self.stop.is_set() or (not self.follow and self._drained()):
                 break
             remaining = deadline - time.monotonic()
@@ -110,6 +110,7 @@ class Loader:
             if messages:
                 try:
                     self.decoder.decode(messages, batch)
+                    convert(batch)
                 except LoaderError:
                     raise
                 except Exception as err:
