@@ -32,12 +32,20 @@ class Frame:
     max_commit_us: int | None
 
 
-def convert(batch: Batch) -> None:
-    """Turn every group's newly decoded payloads into an Arrow chunk and let go of the objects.
+ARROW_CHUNK = 5_000
+"""Decoded events the loader turns into Arrow at a time (about 6 MB of objects). Measured per event:
+2.2 us at 5,000, 3.2 us converting each 1,000-message fetch (per-array costs), 2.7 us at 20,000."""
 
-    Called after each fetch: a batch then holds about 300 bytes an event instead of about 1,150 of
-    decoded objects, so batches can be large (fewer per-batch costs) in the same memory.
+
+def convert(batch: Batch, minimum: int = 1) -> None:
+    """Turn every group's decoded payloads into an Arrow chunk and let go of the objects, once at
+    least `minimum` events wait.
+
+    A batch then holds about 300 bytes an event instead of about 1,150 of decoded objects, so
+    batches can be large (fewer per-batch costs) in the same memory.
     """
+    if sum(len(g.offsets) for g in batch.groups.values()) < minimum:
+        return
     for group in batch.groups.values():
         if group.payloads:
             chunk = _chunk(group)

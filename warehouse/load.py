@@ -17,7 +17,7 @@ from warehouse.configuration import LoaderSettings
 from warehouse.consume import ChangeConsumer
 from warehouse.decode import Batch, Decoder
 from warehouse.exceptions import LoaderError, StageFailed, TransientError
-from warehouse.frames import Work, convert, prepare
+from warehouse.frames import ARROW_CHUNK, Work, convert, prepare
 from warehouse.land import Landed, Warehouse
 from warehouse.progress import Progress
 
@@ -110,7 +110,7 @@ class Loader:
             if messages:
                 try:
                     self.decoder.decode(messages, batch)
-                    convert(batch)
+                    convert(batch, ARROW_CHUNK)
                 except LoaderError:
                     raise
                 except Exception as err:
