@@ -14,6 +14,7 @@ import argparse
 import base64
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -38,8 +39,9 @@ from cdc.config import StackSettings  # noqa: E402
 from tests.warehouse.replay import Template, create_topic, delete_topics, replay  # noqa: E402
 from warehouse.catalog import Catalog  # noqa: E402
 from warehouse.configuration import LoaderSettings  # noqa: E402
+from warehouse.consume import CHUNK  # noqa: E402
 from warehouse.decode import Batch, Decoder  # noqa: E402
-from warehouse.frames import prepare  # noqa: E402
+from warehouse.frames import ARROW_CHUNK, convert, prepare  # noqa: E402
 from warehouse.land import Warehouse  # noqa: E402
 
 
@@ -122,35 +124,53 @@ def naive_baseline(topic: str, bootstrap: str, count: int, workdir: Path, column
 
 
 def profile(topic: str, bootstrap: str, count: int, workdir: Path) -> str:
-    """Where the time goes, stage by stage, on `count` events already in memory; then cProfile's top."""
-    messages = fetch(topic, bootstrap, count)
+    """Where the time goes, stage by stage, in one thread (no overlap), shaped like the loader: fetch
+    `CHUNK` messages, decode them, turn them into Arrow every `ARROW_CHUNK`, land every full batch.
+    Stages are timed on every other fetch, with cProfile off; cProfile's top comes from the others."""
     settings = LoaderSettings(warehouse_path=workdir / "profile" / "mirador.duckdb")
     warehouse = Warehouse(settings)
     _, raw = warehouse.read_state()
     decoder = Decoder(Catalog(raw))
-    timings = {"decode": 0.0, "arrow": 0.0, "land": 0.0}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "fetch.queue.backoff.ms": 5})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    timings = {"consume": 0.0, "decode": 0.0, "arrow": 0.0}
     profiler = cProfile.Profile()
-    step = 50_000
-    for start in range(0, len(messages), step):
-        batch = Batch()
+    done = timed = land = 0.0
+    batch = Batch()
+    for number in itertools.count():
+        if done >= count:
+            break
+        profiled = number % 2 == 1
         t0 = time.perf_counter()
-        profiler.enable()
-        decoder.decode(messages[start:start + step], batch)
+        messages = [m for m in consumer.consume(min(CHUNK, int(count - done)), 1.0) if m.error() is None]
         t1 = time.perf_counter()
-        work = prepare(batch, decoder.catalog.tables, set())
-        profiler.disable()
+        if profiled:
+            profiler.enable()
+        decoder.decode(messages, batch)
         t2 = time.perf_counter()
-        warehouse.land(work)
+        convert(batch, ARROW_CHUNK)
         t3 = time.perf_counter()
-        timings["decode"] += t1 - t0
-        timings["arrow"] += t2 - t1
-        timings["land"] += t3 - t2
-    lines = [f"  {stage:<7} {seconds * 1e6 / count:6.2f} us/event  ({count / seconds:,.0f} events/s alone)"
-             for stage, seconds in timings.items()]
+        profiler.disable()
+        done += len(messages)
+        if not profiled:
+            timed += len(messages)
+            for stage, seconds in (("consume", t1 - t0), ("decode", t2 - t1), ("arrow", t3 - t2)):
+                timings[stage] += seconds
+        del messages
+        if batch.messages >= settings.loader_batch_messages or done >= count:
+            t4 = time.perf_counter()
+            warehouse.land(prepare(batch, decoder.catalog.tables, set()))
+            land += time.perf_counter() - t4
+            batch = Batch()
+    consumer.close()
+    per_event = {stage: seconds / timed for stage, seconds in timings.items()} | {"land": land / done}
+    lines = [f"  {stage:<7} {seconds * 1e6:6.2f} us/event  ({1 / seconds:,.0f} events/s alone)"
+             for stage, seconds in per_event.items()]
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
     top = [line for line in out.getvalue().splitlines() if line.strip()][-9:]
-    return "\n".join(lines + ["  decode + arrow, top functions by own time:"] + ["    " + line for line in top])
+    return "\n".join(lines + ["  decode + arrow, top functions by own time (cProfile):"] + ["    " + line for line in top])
 
 
 def main() -> None:
@@ -197,7 +217,7 @@ def main() -> None:
             print(f"naive json.loads + executemany: median {baseline:,.0f} events/s on {args.baseline_events:,} "
                   f"of the same events")
             print(f"ratio: {rate / baseline:,.0f}x")
-            print(f"\nprofile on {args.profile_events:,} events in memory (one thread, no overlap):")
+            print(f"\nprofile on {args.profile_events:,} events (one thread, no overlap):")
             print(profile(topic, bootstrap, min(args.profile_events, args.events), workdir))
     finally:
         delete_topics(bootstrap, [topic])
