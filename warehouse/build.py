@@ -3,11 +3,19 @@
 dbt is invoked through `dbtRunner` with a manifest parsed once and reused (a fraction of a second a
 build, against seconds for the dbt CLI). The models rebuilt are those downstream of the raw tables
 that received batches since the last successful build, which the build records in
-`loader.builds` along with the last batch it included.
+`loader.builds` along with the last batch it included. A build runs the models and their data tests
+(`dbt build`), or only the models (`dbt run`) when `mirador run` keeps tests for every
+`MIRADOR_RUN_TEST_INTERVAL` seconds; then it selects what changed since the last tested build.
+
+The loader may land more batches while dbt runs (inside `mirador run` they share the file). A build
+reads the last batch and the watermark in one snapshot before dbt starts, and the models read the
+raw tables only up to that batch (var `mirador_through_batch`, macros/raw_source.sql): every model of
+a build sees the same batches, and the publication's watermark is exactly what it includes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import StageFailed, TerminalError
 from warehouse.land import STATE_DDL
+from warehouse.publish import read_watermark
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +34,10 @@ BUILDS_DDL = """
 create table if not exists loader.builds (
     build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
     through_batch bigint, selected varchar, success boolean, seconds double);
+alter table loader.builds add column if not exists tested boolean default true;
 """
+FAST_FLAGS = ("--no-write-json", "--no-populate-cache")
+"""What a build in a loop does not need: artifacts on disk, and listing every schema up front."""
 
 
 @dataclass
@@ -36,6 +48,9 @@ class BuildResult:
     skipped: bool = False
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    tested: bool = True
+    watermark: dict[str, dict] = field(default_factory=dict)
+    """Per service, the source position every change up to which this build includes."""
 
     @property
     def success(self) -> bool:
@@ -49,6 +64,7 @@ class Builder:
         self.settings = settings
         self.project_dir = settings.dbt_project_dir
         self._runner = None
+        self._ready = False
 
     @contextmanager
     def _profile_env(self):
@@ -101,22 +117,28 @@ class Builder:
                 selectors.append(f"source:{source.source_name}.{source.name}+")
         return sorted(selectors)
 
-    def build(self, conn_factory, *, full_refresh: bool = False) -> BuildResult:
+    def build(self, connection, *, full_refresh: bool = False, tests: bool = True) -> BuildResult:
         """Build what changed since the last successful build (everything on the first one).
 
-        `conn_factory()` opens the working DuckDB file; the caller holds the warehouse lock.
+        `connection()` gives a connection to the working file, which the caller holds. With `tests`,
+        data tests run too and the selection covers what changed since the last tested build.
         """
-        with conn_factory() as conn:
-            conn.execute(STATE_DDL)  # a build before any load sees empty loader state, not an error
-            conn.execute(BUILDS_DDL)
+        with connection() as conn:
+            if not self._ready:  # a build before any load sees empty loader state, not an error
+                conn.execute(STATE_DDL)
+                conn.execute(BUILDS_DDL)
+                self._ready = True
+            conn.execute("begin transaction")  # one snapshot: the batches and the watermark agree
             last = conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
-                                ).fetchall()[0][0]
+                                + (" and tested" if tests else "")).fetchall()[0][0]
             first = conn.execute("select count(*) = 0 from loader.builds where success").fetchall()[0][0]
             through, changed = conn.execute(
                 "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) "
                 "from loader.batches where batch_id > ?", [last, last]).fetchall()[0]
+            watermark = read_watermark(conn)
+            conn.execute("commit")
         build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        result = BuildResult(build_id, through)
+        result = BuildResult(build_id, through, tested=tests or first or full_refresh, watermark=watermark)
         if first or full_refresh:
             selected = ["fqn:*"]
         else:
@@ -126,7 +148,8 @@ class Builder:
             return result
         result.selected = selected
         started = time.perf_counter()
-        args = self._args("build", "--select", *selected)
+        args = self._args("build" if result.tested else "run", *FAST_FLAGS,
+                          "--vars", json.dumps({"mirador_through_batch": through}), "--select", *selected)
         if full_refresh:
             args.append("--full-refresh")
         runner = self.runner()
@@ -134,7 +157,7 @@ class Builder:
             with self._profile_env():
                 outcome = runner.invoke(args)
         finally:
-            _release_dbt_connection()
+            release_dbt_connection()
         result.seconds = time.perf_counter() - started
         if outcome.exception is not None:
             raise StageFailed("build", None, {"build_id": build_id, "through_batch": str(through)},
@@ -142,15 +165,16 @@ class Builder:
         for node in outcome.result or []:
             if str(node.status) in ("error", "fail"):
                 result.failures.append(f"{node.node.name}: {node.message}")
-        with conn_factory() as conn:
+        with connection() as conn:
             conn.execute(
-                "insert into loader.builds values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?)",
+                "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
+                "seconds, tested) values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?, ?)",
                 [build_id, int(result.seconds * 1e6), through, " ".join(selected), result.success,
-                 result.seconds])
+                 result.seconds, result.tested])
         return result
 
 
-def _release_dbt_connection() -> None:
+def release_dbt_connection() -> None:
     """dbt-duckdb keeps its DuckDB connection for the process; close it so the file is free again."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 

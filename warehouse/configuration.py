@@ -94,11 +94,19 @@ class PipelineSettings(LoaderSettings):
     publish_keep: int = Field(3, ge=1)
     """Published snapshots kept besides the current one (readers may still be on older ones)."""
 
-    run_interval: float = Field(0.2, gt=0)
-    """Seconds `mirador run` waits between cycles, leaving the loader its turn at the file."""
+    run_interval: float = Field(1.0, gt=0)
+    """In `mirador run`, a build starts as soon as a batch lands; with none, the watermark is
+    refreshed every this many seconds."""
 
-    run_batch_seconds: float = Field(0.3, gt=0)
+    run_batch_seconds: float = Field(0.2, gt=0)
     """In `mirador run`, the loader closes a batch this soon, so a change is built within about a second."""
+
+    run_test_interval: float = Field(30.0, ge=0)
+    """In `mirador run`, seconds between builds that also run the data tests (0: every build). The
+    builds in between run the models only; each publication says up to which batch tests passed."""
+
+    run_duckdb_memory: str = "1GB"
+    """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""
 
     @property
     def published(self) -> Path:

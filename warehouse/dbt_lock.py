@@ -3,7 +3,9 @@
 DuckDB lets one process write a file at a time. Named in `dbt_project/profiles.yml`, this plugin takes
 the warehouse lock (`warehouse.lock`) just before dbt first connects, waiting with a log line while the
 loader or the pipeline holds it, and keeps it until the dbt process exits. Inside the pipeline, which
-holds the lock itself around its in-process builds, it stands aside.
+holds the lock and the open file itself (`warehouse.session`), it stands aside and makes dbt connect
+with the pipeline's configuration, so that dbt's connection joins the pipeline's DuckDB instance
+(DuckDB refuses a second instance of a file in one process, and a connection with other settings).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 
 from warehouse.lock import WarehouseLock
 
-held_by_this_process: set[Path] = set()
-"""Warehouse files whose lock this process already holds (the pipeline registers its own here)."""
+held_by_this_process: dict[Path, dict[str, Any]] = {}
+"""Warehouse files whose lock this process already holds, with the DuckDB configuration it opened them with."""
 
 
 class Plugin(BasePlugin):
@@ -29,15 +31,21 @@ class Plugin(BasePlugin):
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
         """Called before every `duckdb.connect`: the first call takes the lock for the process."""
+        if creds.path == ":memory:":
+            return
         path = Path(creds.path).resolve()
-        if self._lock is not None or path in held_by_this_process or creds.path == ":memory:":
+        if path in held_by_this_process:
+            config.clear()
+            config.update(held_by_this_process[path])
+            return
+        if self._lock is not None:
             return
         self._lock = WarehouseLock(path, "dbt", timeout=self.timeout)
         with _said_on_stderr(logging.getLogger("warehouse.lock")) as say:
             self._lock.acquire()
             if self._lock.waited > 0.5:
                 say.info("waited %.1fs for the warehouse file; building now", self._lock.waited)
-        held_by_this_process.add(path)
+        held_by_this_process[path] = dict(config)
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,6 +53,9 @@ create table if not exists loader.tables (
 """
 
 
+CONFLICT_RETRIES = 5
+
+
 @dataclass
 class Landed:
     batch_id: int
@@ -61,11 +66,12 @@ class Landed:
     lock_wait: float
 
 
-def connect(path: Path, settings: LoaderSettings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(path: Path, settings: LoaderSettings, read_only: bool = False,
+            config: dict | None = None) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
+    config = config or {"threads": settings.loader_duckdb_threads, "memory_limit": settings.loader_duckdb_memory}
     try:
-        return duckdb.connect(str(path), read_only=read_only, config={
-            "threads": settings.loader_duckdb_threads, "memory_limit": settings.loader_duckdb_memory})
+        return duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
             raise TransientError(f"{path} is open for writing by a process outside the warehouse lock: {err}") from err
@@ -73,18 +79,29 @@ def connect(path: Path, settings: LoaderSettings, read_only: bool = False) -> du
 
 
 class Warehouse:
-    """The working DuckDB file as the loader uses it: opened per batch, under the lock."""
+    """The working DuckDB file as the loader uses it: opened per batch under the lock, or, inside
+    `mirador run`, a cursor of the pipeline's session (`warehouse.session`)."""
 
-    def __init__(self, settings: LoaderSettings, holder: str = "mirador load") -> None:
+    def __init__(self, settings: LoaderSettings, holder: str = "mirador load", session=None) -> None:
         self.settings, self.path, self.holder = settings, settings.warehouse, holder
+        self.session = session
         self._ready = False
 
-    def _lock(self) -> WarehouseLock:
-        return WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout)
+    @contextmanager
+    def _open(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, float]]:
+        """The file for one batch and the seconds spent waiting for it."""
+        if self.session is not None:
+            started = time.perf_counter()
+            with self.session.connection() as conn:
+                yield conn, time.perf_counter() - started
+            return
+        with WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout) as lock, \
+                connect(self.path, self.settings) as conn:
+            yield conn, lock.waited
 
     def read_state(self) -> tuple[dict[tuple[str, int], int], dict[str, dict[str, str]]]:
         """Stored positions and the raw tables' source columns, creating the state tables if new."""
-        with self._lock(), connect(self.path, self.settings) as conn:
+        with self._open() as (conn, _):
             conn.execute(STATE_DDL)
             self._ready = True
             conn.execute("set TimeZone = 'UTC'")
@@ -93,8 +110,21 @@ class Warehouse:
             return positions, _raw_columns(conn)
 
     def land(self, work: Work) -> Landed:
+        """Land a batch in one transaction; retried when a concurrent writer of the same instance
+        (dbt inside `mirador run`) conflicts with it, since a rolled-back batch left nothing behind."""
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                return self._land_once(work)
+            except duckdb.TransactionException as err:
+                if "conflict" not in str(err).lower() or attempt == CONFLICT_RETRIES:
+                    raise
+                log.warning("batch conflicted with a concurrent write, retrying (%s): %s", attempt, err)
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def _land_once(self, work: Work) -> Landed:
         started = time.perf_counter()
-        with self._lock() as lock, connect(self.path, self.settings) as conn:
+        with self._open() as (conn, waited):
             if not self._ready:  # state tables exist once read_state or a first batch made them
                 conn.execute(STATE_DDL)
                 self._ready = True
@@ -109,7 +139,7 @@ class Warehouse:
                 except duckdb.Error:
                     pass  # the cause below matters; closing the connection discards the transaction
                 raise
-        landed.seconds, landed.lock_wait = time.perf_counter() - started, lock.waited
+        landed.seconds, landed.lock_wait = time.perf_counter() - started, waited
         return landed
 
 
@@ -249,12 +279,18 @@ def _insert_sql(frame: Frame, source: str, where: str) -> str:
             f"select {', '.join(values)} from {source}{where}")
 
 
+def _upsert(conn: duckdb.DuckDBPyConnection, insert: str, rows: list[list], on_conflict: str) -> None:
+    """One statement for all rows: each statement costs milliseconds when dbt shares the instance."""
+    if rows:
+        values = ", ".join("(" + ", ".join("?" * len(rows[0])) + ")" for _ in rows)
+        conn.execute(f"{insert} values {values} {on_conflict}", [value for row in rows for value in row])
+
+
 def _store_positions(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int, loaded_at: datetime) -> None:
-    conn.executemany(
-        "insert into loader.positions values (?, ?, ?, ?, ?) on conflict (topic, partition) do update set "
-        "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
-        "batch_id = excluded.batch_id, updated_at = excluded.updated_at",
-        [[t, p, o, batch_id, loaded_at] for (t, p), o in work.positions.items()])
+    _upsert(conn, "insert into loader.positions", [[t, p, o, batch_id, loaded_at] for (t, p), o in work.positions.items()],
+            "on conflict (topic, partition) do update set "
+            "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
+            "batch_id = excluded.batch_id, updated_at = excluded.updated_at")
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -267,17 +303,26 @@ def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id:
     change committed before the newest one landed anywhere is in; a topic still behind holds back
     the service's visible watermark (warehouse.publish.read_watermark) to what it has landed.
     """
-    for frame in work.frames:
-        conn.execute(
-            "insert into loader.topic_progress values (?, ?, ?, ?, ?, ?) on conflict (topic) do update set "
+    topics: dict[str, list] = {}
+    for frame in work.frames:  # a topic has a frame per schema version in the batch
+        row = topics.setdefault(frame.topic, [frame.topic, frame.service, None, None, frame.topic in work.behind,
+                                              batch_id])
+        row[2] = _greatest(row[2], frame.max_lsn)
+        row[3] = _greatest(row[3], frame.max_commit_us)
+    _upsert(conn, "insert into loader.topic_progress",
+            [[topic, service, lsn, _utc(commit), behind, batch] for topic, service, lsn, commit, behind, batch
+             in topics.values()],
+            "on conflict (topic) do update set "
             "last_lsn = greatest(loader.topic_progress.last_lsn, excluded.last_lsn), "
             "last_commit_ts = greatest(loader.topic_progress.last_commit_ts, excluded.last_commit_ts), "
-            "batch_id = excluded.batch_id",
-            [frame.topic, frame.service, frame.max_lsn, _utc(frame.max_commit_us), frame.topic in work.behind,
-             batch_id])
+            "batch_id = excluded.batch_id")
     if work.topics:
         conn.execute("update loader.topic_progress set behind = list_contains(?, topic) "
                      "where list_contains(?, topic)", [sorted(work.behind), sorted(work.topics)])
+
+
+def _greatest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _utc(micros: int | None) -> datetime | None:
@@ -304,16 +349,16 @@ def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: date
             seen(marker["service"], marker["lsn"], None if commit is None else (commit - EPOCH) // timedelta(microseconds=1))
     for service, ts_ms in work.heartbeats.items():
         progress.setdefault(service, [None, None, None])[2] = ts_ms * 1000
+    rows = []
     for service in sorted(set(progress) | work.caught_up):
         lsn, commit_us, heartbeat_us = progress.get(service, [None, None, None])
-        conn.execute(
-            "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at) "
-            "values (?, ?, ?, ?, ?) on conflict (service) do update set "
+        rows.append([service, lsn, _utc(commit_us), loaded_at if lsn is not None else None, _utc(heartbeat_us)])
+    _upsert(conn, "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at)",
+            rows, "on conflict (service) do update set "
             "last_lsn = greatest(loader.source_progress.last_lsn, excluded.last_lsn), "
             "last_commit_ts = greatest(loader.source_progress.last_commit_ts, excluded.last_commit_ts), "
             "last_loaded_at = coalesce(excluded.last_loaded_at, loader.source_progress.last_loaded_at), "
-            "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)",
-            [service, lsn, _utc(commit_us), loaded_at if lsn is not None else None, _utc(heartbeat_us)])
+            "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)")
     if work.caught_up:
         conn.execute("update loader.source_progress set caught_up_lsn = last_lsn, "
                      "caught_up_commit_ts = last_commit_ts, caught_up_at = ? where service in "

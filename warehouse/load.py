@@ -44,15 +44,19 @@ class LoadReport:
 
 class Loader:
     def __init__(self, settings: LoaderSettings, follow: bool = False, progress: Progress | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, session=None) -> None:
         self.settings, self.follow = settings, follow
         self.progress = progress or Progress(interactive=False)
         self.stop = stop or threading.Event()
+        self.session = session
+        """Inside `mirador run`: the pipeline's `warehouse.session.Session`, whose instance it writes."""
+        self.landed = threading.Event()
+        """Set after each batch commits (the pipeline builds as soon as something landed)."""
         self.report = LoadReport()
 
     def run(self) -> LoadReport:
         started = time.monotonic()
-        warehouse = Warehouse(self.settings)
+        warehouse = Warehouse(self.settings, session=self.session)
         stored, raw_columns = warehouse.read_state()
         self.decoder = Decoder(Catalog(raw_columns))
         self.consumer = consumer = ChangeConsumer(self.settings, stored)
@@ -139,6 +143,7 @@ class Loader:
             raise StageFailed("land", None, work.span(), err) from err
         except Exception as err:
             raise StageFailed("land", None, work.span(), err) from err
+        self.landed.set()
         self.consumer.commit(work.positions)
         r = self.report
         r.batches += 1

@@ -3,7 +3,9 @@
 DuckDB lets one process write a file at a time. The loader, the build step and an analyst's
 `dbt build` take turns through `flock` on `<file>.lock`: each holds it only while it writes, and a
 process that finds it taken logs who holds it and waits rather than failing. The holder writes a
-line about itself into the lock file so the waiting one can say what it waits for.
+line about itself into the lock file so the waiting one can say what it waits for, and a waiting
+process leaves a note in `<file>.lock.waiting/` so that a long-running holder (`mirador run`) can see
+that someone waits and hand the file over between its cycles.
 """
 
 from __future__ import annotations
@@ -29,6 +31,36 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 
 
+def waiting_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock.waiting")
+
+
+def others_waiting(database: Path) -> list[str]:
+    """Who, in other live processes, waits for the file now (stale notes of dead processes are removed)."""
+    directory = waiting_path(database)
+    try:
+        notes = list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    waiting = []
+    for note in notes:
+        pid = int(note.name.split("-")[0]) if note.name.split("-")[0].isdigit() else 0
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            note.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass  # alive, another user's
+        try:
+            waiting.append(f"{note.read_text().strip() or 'a process'} (pid {pid})")
+        except FileNotFoundError:
+            continue  # it got the file meanwhile
+    return waiting
+
+
 class WarehouseLock:
     """`with WarehouseLock(path, "mirador load"):` holds the file for the block; re-entrant it is not."""
 
@@ -36,6 +68,7 @@ class WarehouseLock:
         self.path = lock_path(database)
         self.holder, self.timeout, self.exclusive = holder, timeout, exclusive
         self._fd: int | None = None
+        self._note = waiting_path(database) / f"{os.getpid()}-{id(self):x}"
         self.waited = 0.0
 
     def acquire(self) -> None:
@@ -44,20 +77,25 @@ class WarehouseLock:
         mode = (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         started = time.monotonic()
         reminded = 0.0
-        while True:
-            try:
-                fcntl.flock(fd, mode)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - started
-                if waited >= self.timeout:
-                    os.close(fd)
-                    raise TransientError(f"{self.path} is still held by {describe_holder(self.path)} "
-                                         f"after {waited:.0f}s") from None
-                if waited - reminded >= REMIND_SECONDS or reminded == 0.0:
-                    log.info("waiting for %s to release %s ...", describe_holder(self.path), self.path.name)
-                    reminded = max(waited, 1e-9)
-                time.sleep(POLL_SECONDS)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited >= self.timeout:
+                        os.close(fd)
+                        raise TransientError(f"{self.path} is still held by {describe_holder(self.path)} "
+                                             f"after {waited:.0f}s") from None
+                    if waited - reminded >= REMIND_SECONDS or reminded == 0.0:
+                        log.info("waiting for %s to release %s ...", describe_holder(self.path), self.path.name)
+                        self._note.parent.mkdir(exist_ok=True)
+                        self._note.write_text(self.holder)
+                        reminded = max(waited, 1e-9)
+                    time.sleep(POLL_SECONDS)
+        finally:
+            self._note.unlink(missing_ok=True)
         self.waited = time.monotonic() - started
         if self.exclusive:
             os.ftruncate(fd, 0)

@@ -121,7 +121,8 @@ def views(limit: int) -> None:
         click.secho("nothing published yet: run `mirador build` (after `mirador load --once`) or `mirador run`",
                     fg="yellow", err=True)
         sys.exit(EXIT_TERMINAL)
-    click.echo(f"publication {publication.build_id}, built {publication.built_at}, batch {publication.through_batch}")
+    click.echo(f"publication {publication.build_id}, built {publication.built_at}, batch {publication.through_batch} "
+               f"(data tests passed through batch {publication.tested_through_batch})")
     for service, mark in sorted(publication.watermark.items()):
         click.echo(f"  {service:<10} includes source commits up to {mark.get('commit_ts') or '-'} "
                    f"(LSN {mark.get('lsn') or '-'})")

@@ -33,6 +33,8 @@ class Publication:
     through_batch: int
     tables: list[str]
     watermark: dict[str, dict]
+    tested_through_batch: int | None = None
+    """Data tests passed on every batch up to this one (`mirador run` tests every few seconds)."""
 
     def path(self, directory: Path) -> Path:
         return directory / self.file
@@ -71,16 +73,16 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 
 def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
-            tables: list[str], keep: int = 3) -> Publication:
+            tables: list[str], watermark: dict[str, dict], *, tested_through_batch: int | None = None,
+            keep: int = 3) -> Publication:
     """Copy `marts.<table>` for each exposed table into `<directory>/<build_id>.duckdb` and switch to it.
 
-    `conn` is the working file, opened by the caller under the warehouse lock.
+    `conn` is the working file, held by the caller; `watermark` is the build's (read before it ran).
     """
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{build_id}.duckdb"
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
-    watermark = read_watermark(conn)
     built_at = _now()
     conn.execute(f"attach '{partial}' as publication")
     try:
@@ -99,18 +101,18 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         conn.execute("detach publication")
     _fsync(partial)
     os.replace(partial, target)
-    publication = Publication(build_id, target.name, built_at, _now(), through_batch, tables, watermark)
+    publication = Publication(build_id, target.name, built_at, _now(), through_batch, tables, watermark,
+                              tested_through_batch)
     switch(directory, publication)
     _prune(directory, keep)
     return publication
 
 
-def refresh_watermark(conn: duckdb.DuckDBPyConnection, directory: Path) -> Publication | None:
+def refresh_watermark(directory: Path, watermark: dict[str, dict]) -> Publication | None:
     """Nothing to rebuild, but the sources moved on (heartbeats): re-point with a newer watermark."""
     current = current_publication(directory)
     if current is None:
         return None
-    watermark = read_watermark(conn)
     if watermark == current.watermark:
         return current
     current.watermark, current.published_at = watermark, _now()

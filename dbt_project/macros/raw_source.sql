@@ -2,11 +2,21 @@
     The raw changelog table of a source, or an empty relation of the same shape when the loader has
     not landed any change for it yet (a service that never wrote a row has no raw table). The shape
     comes from the columns declared in the source's YAML (`data_type`) plus the loader's metadata.
+
+    With the var `mirador_through_batch` (set by the pipeline), only the batches up to it: inside
+    `mirador run` the loader keeps landing while dbt builds, and every model of one build must see
+    the same batches, or a mart would join one input's new rows with another's old ones and mark
+    them built.
 #}
 {% macro raw_source(source_name, table_name) -%}
     {%- set relation = source(source_name, table_name) -%}
+    {%- set through = var('mirador_through_batch', none) -%}
     {%- if not execute or adapter.get_relation(relation.database, relation.schema, relation.identifier) -%}
+        {%- if through is none -%}
         {{ relation }}
+        {%- else -%}
+        (select * from {{ relation }} where _batch_id <= {{ through | int }})
+        {%- endif -%}
     {%- else -%}
         {%- set node = graph.sources['source.mirador.' ~ source_name ~ '.' ~ table_name] -%}
         (

@@ -1,0 +1,122 @@
+"""The pipeline's hold on the working file: one DuckDB instance for its loader, its builds and publication.
+
+DuckDB lets one process write a file, but inside that process any number of connections share one
+database instance and write concurrently (MVCC). `mirador run` therefore opens the file once, under
+the warehouse lock, and gives each user a cursor of that instance: the loader thread lands batches
+while dbt builds, instead of queueing behind it. dbt-duckdb opens the same instance because the
+`warehouse.dbt_lock` plugin hands it this session's configuration.
+
+Other processes (an analyst's `dbt build`, `mirador verify`, a standalone `mirador load`) still take
+turns through the lock: while they wait they leave a note (`warehouse.lock.others_waiting`), and
+between cycles the pipeline hands the file over: it waits for its users to finish what they do,
+closes the instance, releases the lock, lets the other process take it, and takes it back after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from warehouse import dbt_lock
+from warehouse.build import BUILDS_DDL, release_dbt_connection
+from warehouse.configuration import PipelineSettings
+from warehouse.land import STATE_DDL, connect
+from warehouse.lock import WarehouseLock, others_waiting
+
+log = logging.getLogger(__name__)
+
+HAND_OVER_SECONDS = 10.0
+"""How long the pipeline waits for a waiting process to take the file before it takes it back."""
+
+
+class Session:
+    """`with Session(settings) as session: with session.connection() as conn: ...`"""
+
+    def __init__(self, settings: PipelineSettings, holder: str = "mirador run") -> None:
+        self.settings, self.holder = settings, holder
+        self.path: Path = settings.warehouse.resolve()
+        self.config = {"threads": settings.loader_duckdb_threads, "memory_limit": settings.run_duckdb_memory}
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._lock: WarehouseLock | None = None
+        self._users = 0
+        self._changing = threading.Condition()
+
+    def __enter__(self) -> Session:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        lock = WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout)
+        lock.acquire()
+        try:
+            db = connect(self.path, self.settings, config=self.config)
+        except BaseException:
+            lock.release()
+            raise
+        try:  # bookkeeping first, before its users run concurrently (two creating one schema conflict)
+            db.execute(STATE_DDL)
+            db.execute(BUILDS_DDL)
+        except BaseException:
+            db.close()
+            lock.release()
+            raise
+        with self._changing:
+            self._lock, self._db = lock, db
+            dbt_lock.held_by_this_process[self.path] = self.config
+            self._changing.notify_all()
+
+    def close(self) -> None:
+        """Wait for every connection in use to be given back, then close the instance and the lock."""
+        with self._changing:
+            if self._db is None:
+                return
+            db, self._db = self._db, None  # no new users from here on
+            while self._users:
+                self._changing.wait()
+            release_dbt_connection()
+            db.close()
+            dbt_lock.held_by_this_process.pop(self.path, None)
+            lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the shared instance; waits while the file is handed over to another process."""
+        with self._changing:
+            while self._db is None:
+                self._changing.wait()
+            self._users += 1
+            cursor = self._db.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            with self._changing:
+                self._users -= 1
+                self._changing.notify_all()
+
+    def hand_over(self) -> float | None:
+        """If another process waits for the file, give it its turn; the seconds it took, else None."""
+        waiting = others_waiting(self.path)
+        if not waiting:
+            return None
+        started = time.monotonic()
+        log.info("handing the warehouse file over to %s", ", ".join(waiting))
+        self.close()
+        deadline = started + HAND_OVER_SECONDS
+        while others_waiting(self.path) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until they hold it (their note goes) ...
+        self.open()  # ... and then for as long as they hold it
+        seconds = time.monotonic() - started
+        log.info("took the warehouse file back after %.1fs", seconds)
+        return seconds
