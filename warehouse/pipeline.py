@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -71,10 +70,6 @@ class Pipeline:
     def run(self, stop: threading.Event) -> None:
         """Until `stop`: a loader thread follows Kafka; this thread builds and publishes what it landed."""
         self.builder.runner()
-        # dbt's Python holds the GIL for long stretches, and the loader's landing makes many short
-        # DuckDB calls that each wait for it again: at the default 5 ms a 100-event batch took
-        # 400-600 ms to land during builds instead of 40 ms.
-        sys.setswitchinterval(float(os.environ.get("MIRADOR_SWITCH", "0.001")))
         loader_settings = self.settings.model_copy(update={"loader_batch_seconds": self.settings.run_batch_seconds})
         failure: list[BaseException] = []
         with Session(self.settings) as session:
