@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
-from cdc.cli import stack
-from services.cli import services, simulate
-from warehouse.cli import load
-from warehouse.pipeline_cli import build, run, verify, views
+COMMANDS = {
+    "stack": "cdc.cli:stack",
+    "services": "services.cli:services",
+    "simulate": "services.cli:simulate",
+    "load": "warehouse.cli:load",
+    "build": "warehouse.pipeline_cli:build",
+    "run": "warehouse.pipeline_cli:run",
+    "verify": "warehouse.pipeline_cli:verify",
+    "views": "warehouse.pipeline_cli:views",
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Imports a sub-command's module only when it is asked for: `mirador load` (a scheduled job,
+    memory-bounded) does not carry the stack's, the services' or dbt's modules."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="mirador")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug lines.")
 def main(verbose: bool) -> None:
@@ -22,13 +43,3 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-main.add_command(stack)
-main.add_command(load)
-main.add_command(build)
-main.add_command(run)
-main.add_command(verify)
-main.add_command(views)
-main.add_command(services)
-main.add_command(simulate)

@@ -44,7 +44,7 @@ class LoaderSettings(BaseSettings):
     """A batch closes at this many messages..."""
 
     loader_batch_bytes: int = Field(32 * 1024 * 1024, gt=0)
-    """... or this many bytes of message values (bounds memory whatever the backlog) ..."""
+    """... or when its decoded Arrow columns reach this many bytes (bounds memory whatever the backlog) ..."""
 
     loader_batch_seconds: float = Field(2.0, gt=0)
     """... or after this many seconds, whichever comes first."""

@@ -18,10 +18,7 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from warehouse.lock import WarehouseLock
-
-held_by_this_process: dict[Path, dict[str, Any]] = {}
-"""Warehouse files whose lock this process already holds, with the DuckDB configuration it opened them with."""
+from warehouse.lock import WarehouseLock, held_by_this_process
 
 
 class Plugin(BasePlugin):

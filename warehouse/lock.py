@@ -27,6 +27,11 @@ POLL_SECONDS = 0.05
 REMIND_SECONDS = 30.0
 
 
+held_by_this_process: dict[Path, dict] = {}
+"""Warehouse files whose lock this process already holds, with the DuckDB configuration it opened
+them with (`warehouse.session` registers its own; the dbt plugin `warehouse.dbt_lock` reads it)."""
+
+
 def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 

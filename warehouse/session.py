@@ -23,11 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import dbt_lock
 from warehouse.build import BUILDS_DDL, release_dbt_connection
 from warehouse.configuration import PipelineSettings
 from warehouse.land import STATE_DDL, connect
-from warehouse.lock import WarehouseLock, others_waiting
+from warehouse.lock import WarehouseLock, held_by_this_process, others_waiting
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class Session:
             raise
         with self._changing:
             self._lock, self._db = lock, db
-            dbt_lock.held_by_this_process[self.path] = self.config
+            held_by_this_process[self.path] = self.config
             self._changing.notify_all()
 
     def close(self) -> None:
@@ -84,7 +83,7 @@ class Session:
                 self._changing.wait()
             release_dbt_connection()
             db.close()
-            dbt_lock.held_by_this_process.pop(self.path, None)
+            held_by_this_process.pop(self.path, None)
             lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()

@@ -15,24 +15,20 @@ from cdc.config import StackSettings
 from cdc.errors import StackError
 from cdc.processes import port_in_use
 from mirador.home import PROJECT_ROOT
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def private(stack_settings) -> StackSettings:
     """Settings for a second stack on free ports, sharing the session's jar cache."""
     home = PROJECT_ROOT / ".mirador" / f"test-{uuid.uuid4().hex[:8]}"
+    pg_port, kafka_port, kafka_controller_port, connect_port = free_ports(4)
     settings = StackSettings(
         home=home, jars_dir=stack_settings.jars, pg_dsn=None, kafka_bootstrap=None, connect_url=None,
-        pg_port=_free_port(), kafka_port=_free_port(), kafka_controller_port=_free_port(),
-        connect_port=_free_port(),
+        pg_port=pg_port, kafka_port=kafka_port, kafka_controller_port=kafka_controller_port,
+        connect_port=connect_port,
     )
     yield settings
     stack.down(settings)

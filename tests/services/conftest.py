@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -13,16 +12,10 @@ import pytest
 from cdc import postgres
 from services import runner
 from services.common.config import ServiceSettings
+from tests.ports import free_ports
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    """A port nobody listens on now: test sessions (a developer's, CI's) may run side by side."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +79,7 @@ async def inventory(dsns) -> AsyncIterator[httpx.AsyncClient]:
 def service_env(dsns) -> Iterator[dict[str, str]]:
     """Environment naming each service's test port, database and token, set for this process too."""
     env = {}
-    for name in runner.SETTINGS:
-        port = free_port()
+    for name, port in zip(runner.SETTINGS, free_ports(len(runner.SETTINGS)), strict=True):
         prefix = f"MIRADOR_{name.upper()}_"
         env |= {f"{prefix}PORT": str(port), f"{prefix}DSN": dsns[name], f"{prefix}TOKEN": TOKEN,
                 f"{prefix}POOL_MAX_SIZE": "12"}

@@ -13,7 +13,9 @@ import pytest
 
 from services import runner
 
-from .conftest import AUTH, TOKEN, free_port
+from tests.ports import free_ports
+
+from .conftest import AUTH, TOKEN
 
 MIRADOR = str(Path(sys.executable).parent / "mirador")
 
@@ -25,7 +27,7 @@ def mirador(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in runner.SETTINGS}
+    return dict(zip(runner.SETTINGS, free_ports(len(runner.SETTINGS)), strict=True))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ joins, not JSON work. Everything else (schema, source block, headers) stays as D
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import Producer
@@ -43,9 +44,20 @@ class Template:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """Create `topic` and return once every partition has a leader (asking for offsets before that
+    fails with NOT_LEADER_FOR_PARTITION)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
         future.result()
+    deadline = time.monotonic() + 30
+    while True:
+        found = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if found and found.error is None and len(found.partitions) == partitions and all(
+                p.leader >= 0 and p.error is None for p in found.partitions.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no leader for every partition after 30s")
+        time.sleep(0.1)
 
 
 def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:

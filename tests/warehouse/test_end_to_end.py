@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from mirador.home import PROJECT_ROOT
+from tests.ports import free_ports
 from warehouse.publish import current_publication
 
 pytestmark = pytest.mark.stack
@@ -29,12 +29,6 @@ pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
 SERVICES = ("customers", "orders", "invoices", "inventory")
 TOKEN = {"Authorization": "Bearer mirador-dev"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _lsn(text: str) -> int:
@@ -45,7 +39,7 @@ def _lsn(text: str) -> int:
 @pytest.fixture
 def pipeline_env(stack_settings):
     home = PROJECT_ROOT / ".mirador" / f"test-e2e-{uuid.uuid4().hex[:8]}"
-    ports = {service: _free_port() for service in SERVICES}
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     # Only the stack's settings carry over; other fixtures' ports, tokens, DSNs and paths do not.
     own_keys = (*(f"MIRADOR_{s.upper()}_" for s in SERVICES), "MIRADOR_WAREHOUSE_PATH", "MIRADOR_LOADER_")
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(own_keys)}

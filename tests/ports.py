@@ -1,0 +1,19 @@
+"""Free TCP ports for the servers tests start: test sessions (a developer's, CI's) may run side by side."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nobody listens on now; all are held while picking, so none repeats."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
