@@ -234,7 +234,7 @@ def test_connect_worker_matches_the_native_worker(services):
 def test_register_job_brings_its_own_servers_and_registers_the_connectors(services):
     register = services["register"]
     assert command(register) == ["mirador", "stack", "up"]
-    assert main.commands["stack"].commands["up"] is not None
+    assert main.get_command(None, "stack").commands["up"] is not None
     assert str(register["restart"]) == "no"
     env = environment(register)
     # All three set: `stack up` only bootstraps the databases and registers the connectors.
