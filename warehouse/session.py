@@ -25,6 +25,7 @@ import duckdb
 
 from warehouse.build import BUILDS_DDL, release_dbt_connection
 from warehouse.configuration import PipelineSettings
+from warehouse.exceptions import TransientError
 from warehouse.land import STATE_DDL, connect
 from warehouse.lock import WarehouseLock, held_by_this_process, others_waiting
 
@@ -45,13 +46,20 @@ class Session:
         self._lock: WarehouseLock | None = None
         self._users = 0
         self._changing = threading.Condition()
+        self._ended = False  # closed for good: connection() stops waiting for the file to come back
 
     def __enter__(self) -> Session:
         self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._end()
         self.close()
+
+    def _end(self) -> None:
+        with self._changing:
+            self._ended = True
+            self._changing.notify_all()
 
     def open(self) -> None:
         lock = WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout)
@@ -93,6 +101,8 @@ class Session:
         """A cursor of the shared instance; waits while the file is handed over to another process."""
         with self._changing:
             while self._db is None:
+                if self._ended:
+                    raise TransientError(f"{self.holder} no longer holds {self.path.name}")
                 self._changing.wait()
             self._users += 1
             cursor = self._db.cursor()
@@ -115,7 +125,11 @@ class Session:
         deadline = started + HAND_OVER_SECONDS
         while others_waiting(self.path) and time.monotonic() < deadline:
             time.sleep(0.05)  # until they hold it (their note goes) ...
-        self.open()  # ... and then for as long as they hold it
+        try:
+            self.open()  # ... and then for as long as they hold it
+        except BaseException:
+            self._end()  # whoever waits for the file inside this process must not wait forever
+            raise
         seconds = time.monotonic() - started
         log.info("took the warehouse file back after %.1fs", seconds)
         return seconds

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -142,14 +143,18 @@ def main() -> None:
     landed = [loaded - commit for _, commit, loaded in rows]
     visible = [watcher.visible[email] - commit for email, commit, _ in rows if email in watcher.visible]
     cycles = [line for line in log.splitlines() if "warehouse.pipeline build" in line]
-    print("\n".join(simulated.strip().splitlines()[-8:]))
+    print("\n".join(simulated.strip().splitlines()[-1:]))
     print(f"\nprobes: {len(probes)} sent, {len(rows)} landed, {len(watcher.visible)} visible; "
           f"{watcher.builds} publications seen; {len(cycles)} build cycles")
     print(f"commit -> raw (loader)        {_percentiles(landed)}")
     print(f"commit -> published view      {_percentiles(visible)}")
-    for line in cycles[-3:]:
-        print("  " + line.split("INFO ")[-1])
+    for kind in ("run", "build"):
+        seconds = [float(m.group(1)) for m in (re.search(rf"dbt {kind} ([0-9.]+)s", line) for line in cycles) if m]
+        if seconds:
+            print(f"  dbt {kind:<5} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
+                  f"(n={len(seconds)}; {'models and tests' if kind == 'build' else 'models only'})")
     (home / "last-freshness.json").write_text(json.dumps({"landed": landed, "visible": visible}))
+    (home / "last-run.log").write_text(log)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from warehouse.configuration import PipelineSettings
+from warehouse.exceptions import TransientError
 from warehouse.lock import others_waiting
 from warehouse.session import Session
 
@@ -53,3 +56,41 @@ def test_threads_write_one_instance_and_a_waiting_process_gets_its_turn(tmp_path
         with session.connection() as conn:  # the session has the file back, with the child's write
             assert conn.execute("select count(*), min(i) from t0").fetchall() == [(20_001, -1)]
             assert conn.execute("select count(*) from t1").fetchall() == [(20_000,)]
+
+
+def test_a_session_that_cannot_take_the_file_back_lets_its_users_go(tmp_path):
+    settings = PipelineSettings(home=tmp_path, warehouse_path=tmp_path / "warehouse.duckdb", loader_lock_timeout=1)
+    path = settings.warehouse.resolve()
+    with Session(settings) as session:
+        # An analyst who keeps the file longer than the pipeline is willing to wait.
+        child = subprocess.Popen([sys.executable, "-c", KEEPER, str(path)], stderr=subprocess.PIPE, text=True)
+        while not others_waiting(path):
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.02)
+        failures: list[BaseException] = []
+
+        def use() -> None:
+            time.sleep(0.3)  # arrives while the file is away
+            try:
+                with session.connection():
+                    pass
+            except TransientError as err:
+                failures.append(err)
+
+        user = threading.Thread(target=use)
+        user.start()
+        with pytest.raises(TransientError):
+            session.hand_over()
+        user.join(timeout=10)
+        assert not user.is_alive() and failures
+        child.kill()
+        child.wait()
+
+
+KEEPER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from warehouse.lock import WarehouseLock
+    with WarehouseLock(Path(sys.argv[1]), "analyst (test)", timeout=30):
+        time.sleep(30)
+""")
