@@ -4,8 +4,8 @@ dbt is invoked through `dbtRunner` with a manifest parsed once and reused (a fra
 build, against seconds for the dbt CLI). The models rebuilt are those downstream of the raw tables
 that received batches since the last successful build, which the build records in
 `loader.builds` along with the last batch it included. A build runs the models and their data tests
-(`dbt build`), or only the models (`dbt run`) when `mirador run` keeps tests for every
-`MIRADOR_RUN_TEST_INTERVAL` seconds; then it selects what changed since the last tested build.
+(`dbt build`; selecting what changed since the last tested build), or only the models (`dbt run`),
+which `mirador run` follows with `dbt test` every `MIRADOR_RUN_TEST_INTERVAL` seconds.
 
 The loader may land more batches while dbt runs (inside `mirador run` they share the file). A build
 reads the last batch and the watermark in one snapshot before dbt starts, and the models read the
@@ -129,27 +129,51 @@ class Builder:
                 conn.execute(BUILDS_DDL)
                 self._ready = True
             conn.execute("begin transaction")  # one snapshot: the batches and the watermark agree
-            last = conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
-                                + (" and tested" if tests else "")).fetchall()[0][0]
+            last = self._last(conn, tested=tests)
             first = conn.execute("select count(*) = 0 from loader.builds where success").fetchall()[0][0]
-            through, changed = conn.execute(
-                "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) "
-                "from loader.batches where batch_id > ?", [last, last]).fetchall()[0]
+            through, changed = self._changed(conn, last)
             watermark = read_watermark(conn)
             conn.execute("commit")
-        build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        result = BuildResult(build_id, through, tested=tests or first or full_refresh, watermark=watermark)
-        if first or full_refresh:
-            selected = ["fqn:*"]
-        else:
-            selected = self.sources_of({t.split(".")[-1] for t in (changed or [])})
+        result = BuildResult(_build_id(), through, tested=tests or first or full_refresh, watermark=watermark)
+        selected = ["fqn:*"] if first or full_refresh else self.sources_of(changed)
+        return self._invoke(connection, result, "build" if result.tested else "run", selected, full_refresh)
+
+    def test(self, connection) -> BuildResult:
+        """Run the data tests of what was built since the last tested build (`mirador run` does, every
+        `run_test_interval` seconds, after publishing): `tested_through_batch` moves on if they pass."""
+        with connection() as conn:
+            conn.execute("begin transaction")
+            last = self._last(conn, tested=True)
+            built = self._last(conn, tested=False)
+            _, changed = self._changed(conn, last, built)
+            conn.execute("commit")
+        result = BuildResult(_build_id(), built, tested=True)
+        return self._invoke(connection, result, "test", self.sources_of(changed))
+
+    @staticmethod
+    def _last(conn, *, tested: bool) -> int:
+        """The last batch the models hold (`tested`: that the data tests passed on)."""
+        return conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
+                            + (" and tested" if tested else "")).fetchall()[0][0]
+
+    @staticmethod
+    def _changed(conn, after: int, through: int | None = None) -> tuple[int, set[str]]:
+        """The last batch after `after` (up to `through`) and the raw tables those batches changed."""
+        last, tables = conn.execute(
+            "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) from loader.batches "
+            "where batch_id > ? and batch_id <= coalesce(?, batch_id)", [after, after, through]).fetchall()[0]
+        return last, {t.split(".")[-1] for t in tables or []}
+
+    def _invoke(self, connection, result: BuildResult, command: str, selected: list[str],
+                full_refresh: bool = False) -> BuildResult:
+        """dbt `command` on `selected`, reading raw up to `result.through_batch`; recorded in loader.builds."""
         if not selected:
             result.skipped = True
             return result
         result.selected = selected
         started = time.perf_counter()
-        args = self._args("build" if result.tested else "run", *FAST_FLAGS,
-                          "--vars", json.dumps({"mirador_through_batch": through}), "--select", *selected)
+        args = self._args(command, *FAST_FLAGS, "--vars", json.dumps({"mirador_through_batch": result.through_batch}),
+                          "--select", *selected)
         if full_refresh:
             args.append("--full-refresh")
         runner = self.runner()
@@ -160,7 +184,7 @@ class Builder:
             release_dbt_connection()
         result.seconds = time.perf_counter() - started
         if outcome.exception is not None:
-            raise StageFailed("build", None, {"build_id": build_id, "through_batch": str(through)},
+            raise StageFailed(command, None, {"build_id": result.build_id, "through_batch": str(result.through_batch)},
                               outcome.exception)
         for node in outcome.result or []:
             if str(node.status) in ("error", "fail"):
@@ -169,9 +193,13 @@ class Builder:
             conn.execute(
                 "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
                 "seconds, tested) values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?, ?)",
-                [build_id, int(result.seconds * 1e6), through, " ".join(selected), result.success,
-                 result.seconds, result.tested])
+                [result.build_id, int(result.seconds * 1e6), result.through_batch, " ".join(selected),
+                 result.success, result.seconds, result.tested])
         return result
+
+
+def _build_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def release_dbt_connection() -> None:

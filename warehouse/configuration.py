@@ -102,8 +102,8 @@ class PipelineSettings(LoaderSettings):
     """In `mirador run`, the loader closes a batch this soon, so a change is built within about a second."""
 
     run_test_interval: float = Field(30.0, ge=0)
-    """In `mirador run`, seconds between builds that also run the data tests (0: every build). The
-    builds in between run the models only; each publication says up to which batch tests passed."""
+    """In `mirador run`, seconds between runs of the data tests over what was published since the last
+    ones (0: after every build); each publication says up to which batch they passed."""
 
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""

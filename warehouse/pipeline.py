@@ -4,8 +4,10 @@
 keeps a loader following Kafka in one thread and builds and publishes in another, in one process
 with one parsed dbt manifest and one open DuckDB instance (`warehouse.session`): the loader lands
 while dbt builds, and a build starts as soon as a batch has landed. Data tests run with every build
-of `mirador build`, and in `mirador run` every `run_test_interval` seconds (each cycle while they
-fail, and nothing is published then). Other processes that want the file get it between cycles.
+of `mirador build`. `mirador run` builds the models and publishes, and every `run_test_interval`
+seconds tests what it published since the last tests; once they fail, every cycle tests before it
+publishes (so nothing more is published) until they pass. Other processes that want the file get it
+between cycles.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import TransientError
 from warehouse.load import Loader
 from warehouse.progress import Progress
-from warehouse.publish import Publication, current_publication, publish, refresh_watermark
+from warehouse.publish import Publication, current_publication, publish, refresh_watermark, switch
 from warehouse.session import Session
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,14 @@ class Pipeline:
             try:
                 while not stop.is_set():
                     loader.landed.clear()
-                    tests = tests_failed or time.monotonic() - tested_at >= self.settings.run_test_interval
-                    cycle = self.build_and_publish(tests=tests, session=session)
+                    cycle = self.build_and_publish(tests=tests_failed, session=session)
                     if not cycle.build.skipped:
                         self._log(cycle)
                         if cycle.build.tested:
                             tested_at, tests_failed = time.monotonic(), not cycle.build.success
+                    if not tests_failed and time.monotonic() - tested_at >= self.settings.run_test_interval:
+                        tested = self.test(session)
+                        tested_at, tests_failed = time.monotonic(), not tested.success
                     session.hand_over()
                     # The next build starts as soon as a batch lands; with none, the watermark is
                     # refreshed every interval (sources' heartbeats move it on).
@@ -104,6 +108,20 @@ class Pipeline:
                 thread.join()
         if failure:
             raise failure[0]
+
+    def test(self, session: Session) -> BuildResult:
+        """The data tests of what was published since they last ran; passing, the publication says so."""
+        result = self.builder.test(session.connection)
+        if result.skipped:
+            return result
+        log.info("tests %s: %s in %.2fs through batch %s%s", result.build_id, "passed" if result.success else "FAILED",
+                 result.seconds, result.through_batch,
+                 "" if result.success else "; nothing is published until they pass: " + ", ".join(result.failures))
+        current = current_publication(self.settings.published)
+        if result.success and current is not None and current.through_batch <= result.through_batch:
+            current.tested_through_batch = current.through_batch
+            switch(self.settings.published, current)
+        return result
 
     @staticmethod
     def _log(cycle: CycleReport) -> None:

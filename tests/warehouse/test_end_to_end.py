@@ -78,8 +78,9 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
                               env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
     assert simulate.returncode == 0, simulate.stdout + simulate.stderr
 
-    run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=PROJECT_ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Data tests after every build: the publications must come to say so.
+    run = subprocess.Popen([BIN / "mirador", "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
+                           cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     published = home / "warehouse" / "published"
     try:
         # Read-your-writes: wait until the publication includes each service's last write.
@@ -105,6 +106,10 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
                                text=True, timeout=400, cwd=PROJECT_ROOT)
         assert check.returncode == 0, check.stdout + check.stderr
         assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout
+
+        while (current := current_publication(published)).tested_through_batch != current.through_batch:
+            assert time.monotonic() < deadline + 300, "the data tests never passed on the current publication"
+            time.sleep(0.5)
     finally:
         run.send_signal(signal.SIGTERM)
         output = run.communicate(timeout=180)[0]
