@@ -70,7 +70,8 @@ class Builder:
     def _profile_env(self):
         """The profile reads the warehouse path from the environment: set it for dbt's call only."""
         saved = os.environ.get("MIRADOR_WAREHOUSE_PATH")
-        os.environ["MIRADOR_WAREHOUSE_PATH"] = str(self.settings.warehouse)
+        # Resolved as the session opens it: DuckDB shares an instance between connections to one path.
+        os.environ["MIRADOR_WAREHOUSE_PATH"] = str(self.settings.warehouse.resolve())
         try:
             yield
         finally:
