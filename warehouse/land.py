@@ -335,10 +335,8 @@ def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: date
 
     def seen(service: str, lsn: int | None, commit_us: int | None) -> None:
         entry = progress.setdefault(service, [None, None, None])
-        if lsn is not None:
-            entry[0] = max(entry[0] or 0, lsn)
-        if commit_us is not None:
-            entry[1] = max(entry[1] or 0, commit_us)
+        entry[0] = _greatest(entry[0], lsn)
+        entry[1] = _greatest(entry[1], commit_us)
 
     for frame in work.frames:
         seen(frame.service, frame.max_lsn, frame.max_commit_us)

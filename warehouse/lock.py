@@ -49,11 +49,11 @@ def others_waiting(database: Path) -> list[str]:
         return []
     waiting = []
     for note in notes:
-        pid = int(note.name.split("-")[0]) if note.name.split("-")[0].isdigit() else 0
-        if pid == os.getpid():
-            continue
+        pid = note.name.split("-")[0]
+        if not pid.isdigit() or int(pid) in (0, os.getpid()):
+            continue  # not a waiter's note, or this process's own (its users share its hold)
         try:
-            os.kill(pid, 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             note.unlink(missing_ok=True)
             continue

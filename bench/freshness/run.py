@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,17 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cdc import stack  # noqa: E402
-from cdc.config import StackSettings  # noqa: E402
+from cdc.config import SERVICES, StackSettings  # noqa: E402
+from tests.ports import free_ports  # noqa: E402
 from warehouse.publish import current_publication  # noqa: E402
 
 BIN = Path(sys.executable).parent
-SERVICES = ("customers", "orders", "invoices", "inventory")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _percentiles(values: list[float]) -> str:
@@ -93,7 +86,7 @@ def main() -> None:
     settings = StackSettings()
     stack.up(settings)
     home = settings.home / "bench-freshness"
-    ports = {service: _free_port() for service in SERVICES}
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     env = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(settings.jars),
            **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()},
            **{f"MIRADOR_{s.upper()}_WORKERS": str(args.workers) for s in SERVICES}}

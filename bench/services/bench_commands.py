@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.services import loadgen
 from bench.services.cpu import CpuMeter
 from services import runner
+from tests.ports import free_ports
 
 HERE = Path(__file__).parent
 PORTS = {"orders": 0, "inventory": 0}
@@ -183,10 +183,8 @@ def main() -> None:
                         help="run only this workload (repeatable); both by default")
     args = parser.parse_args()
 
-    for name in PORTS:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            PORTS[name] = port = sock.getsockname()[1]
+    for name, port in zip(list(PORTS), free_ports(len(PORTS)), strict=True):
+        PORTS[name] = port
         prefix = f"MIRADOR_{name.upper()}_"
         os.environ |= {f"{prefix}PORT": str(port), f"{prefix}TOKEN": TOKEN, f"{prefix}POOL_MAX_SIZE": str(args.pool),
                        f"{prefix}POOL_MIN_SIZE": str(args.pool)}

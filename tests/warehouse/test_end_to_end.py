@@ -20,6 +20,7 @@ import duckdb
 import httpx
 import pytest
 
+from cdc.config import SERVICES
 from mirador.home import PROJECT_ROOT
 from tests.ports import free_ports
 from warehouse.publish import current_publication
@@ -27,7 +28,6 @@ from warehouse.publish import current_publication
 pytestmark = pytest.mark.stack
 
 BIN = Path(sys.executable).parent
-SERVICES = ("customers", "orders", "invoices", "inventory")
 TOKEN = {"Authorization": "Bearer mirador-dev"}
 
 
