@@ -82,7 +82,7 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
     cancelled; stock is received; some customers and products change or go. Prints commands/s,
     latency and errors each second, and a summary per command at the end.
     """
-    import asyncio
+    import uvloop
 
     from services.simulate.driver import Stats, simulate as run
 
@@ -99,7 +99,7 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
         click.echo(f"{second:5.0f}s {len(window.latencies):6d} commands/s   p50 {window.percentile(50):6.1f} ms   "
                    f"p99 {window.percentile(99):6.1f} ms   refused {window.refused:3d}   errors {window.errors:3d}")
 
-    report = asyncio.run(run({n: s.base_url for n, s in settings.items()},
+    report = uvloop.run(run({n: s.base_url for n, s in settings.items()},
                              {n: s.token.get_secret_value() for n, s in settings.items()},
                              rate=rate, duration=duration, seed=seed, concurrency=concurrency, tick=tick))
     click.echo(f"\n{'command':<16} {'sent':>6} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'rejected':>9} {'errors':>7}")

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.simulate.http import Connection
+
 Request = tuple[bytes, bytes, bytes, bytes]
 """(method, path, body, extra header lines) of one request; the connection adds the rest."""
 
@@ -31,42 +33,6 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
-            return
-        head = bytes(self.buffer[:end])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if len(self.buffer) < end + 4 + length:
-            return
-        status = int(head[9:12])
-        del self.buffer[:end + 4 + length]
-        waiter, self.waiter = self.waiter, None
-        waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("connection closed"))
-
-    async def send(self, raw: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(raw)
-        return await self.waiter
-
-
 async def run(host: str, port: int, token: str, make: Callable[[], Request], *, concurrency: int,
               seconds: float, warmup: float = 1.0) -> Result:
     """Drive `make()` requests for `warmup + seconds`; measure only the last `seconds`."""
@@ -77,7 +43,7 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
     stop = start + seconds
 
     async def client() -> None:
-        _, conn = await loop.create_connection(_Connection, host, port)
+        _, conn = await loop.create_connection(Connection, host, port)
         try:
             while True:
                 method, path, body, extra = make()
@@ -86,14 +52,14 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
                 t0 = time.perf_counter()
                 if t0 >= stop:
                     return
-                status = await conn.send(raw)
+                status, _ = await conn.send(raw)
                 t1 = time.perf_counter()
                 result.completed += 1
                 if t0 >= start:
                     result.latencies.append(t1 - t0)
                     result.statuses[status] += 1
         finally:
-            conn.transport.close()
+            conn.close()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     result.seconds = seconds

@@ -9,8 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
+from services.simulate.http import Client
 from services.simulate.shop import Call, Shop
 
 REFUSED = {409, 412}
@@ -62,8 +61,7 @@ async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float,
     total, by_kind, window = Stats(), defaultdict(Stats), Stats()
     follow_ups: list[Call] = []
     limit = asyncio.Semaphore(concurrency)
-    clients = {name: httpx.AsyncClient(base_url=url, timeout=10, headers={"Authorization": f"Bearer {tokens[name]}"},
-                                       limits=httpx.Limits(max_connections=concurrency))
+    clients = {name: Client(url, {"Authorization": f"Bearer {tokens[name]}"}, size=concurrency)
                for name, url in urls.items()}
 
     async def send(call: Call) -> None:
@@ -72,16 +70,16 @@ async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float,
             headers["If-Match"] = f'"{call.if_match}"'
         t0 = time.perf_counter()
         try:
-            response = await clients[call.service].request(call.method, call.path, json=call.body, headers=headers)
-            status, answer = response.status_code, response.json()
-        except (httpx.HTTPError, ValueError):
+            status, answer = await clients[call.service].request(call.method, call.path, json=call.body,
+                                                                 headers=headers)
+        except (OSError, TimeoutError, ValueError):
             status, answer = 0, {}
         finally:
             limit.release()
         seconds = time.perf_counter() - t0
         for stats in (total, by_kind[call.kind], window):
             stats.add(seconds, status)
-        follow_ups.extend(shop.learn(call, status, answer))
+        follow_ups.extend(shop.learn(call, status, answer if isinstance(answer, dict) else {}))
 
     start = time.perf_counter()
     next_tick = start + 1
