@@ -42,6 +42,10 @@ class LoadReport:
         return self.events / self.seconds if self.seconds else 0.0
 
 
+HOLD_POLL = 0.02
+"""Seconds between looks at `Loader.hold` once a held batch is due."""
+
+
 class Loader:
     def __init__(self, settings: LoaderSettings, follow: bool = False, progress: Progress | None = None,
                  stop: threading.Event | None = None, session=None) -> None:
@@ -52,6 +56,9 @@ class Loader:
         """Inside `mirador run`: the pipeline's `warehouse.session.Session`, whose instance it writes."""
         self.landed = threading.Event()
         """Set after each batch commits (the pipeline builds as soon as something landed)."""
+        self.hold = threading.Event()
+        """Set by the pipeline while it builds: a batch then closes only when full, so batches land
+        between builds instead of competing with dbt for the instance and the CPU."""
         self.report = LoadReport()
 
     def run(self) -> LoadReport:
@@ -84,6 +91,7 @@ class Loader:
                     if pending:
                         self._finish(*pending)
                     pending = (executor.submit(warehouse.land, work), work)
+                    pending[0].add_done_callback(self._signal)
                 if self.stop.is_set() or (not self.follow and self._drained()):
                     break
             if pending:
@@ -108,9 +116,10 @@ class Loader:
             if self.stop.is_set() or (not self.follow and self._drained()):
                 break
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and not self.hold.is_set():
                 break
-            messages = self.consumer.fetch(s.loader_batch_messages - batch.messages, min(remaining, 0.25))
+            messages = self.consumer.fetch(s.loader_batch_messages - batch.messages,
+                                           min(remaining, 0.25) if remaining > 0 else HOLD_POLL)
             if messages:
                 try:
                     self.decoder.decode(messages, batch)
@@ -135,6 +144,11 @@ class Loader:
             high[tp] = max(end, high.get(tp, end))
         return high
 
+    def _signal(self, future: Future) -> None:
+        """As a batch commits, not once the next one is collected: the pipeline builds on it at once."""
+        if not future.cancelled() and future.exception() is None:
+            self.landed.set()
+
     def _finish(self, future: Future, work: Work) -> None:
         """Wait for a batch to land, then tell Kafka (monitoring) and the operator."""
         try:
@@ -143,7 +157,6 @@ class Loader:
             raise StageFailed("land", None, work.span(), err) from err
         except Exception as err:
             raise StageFailed("land", None, work.span(), err) from err
-        self.landed.set()
         self.consumer.commit(work.positions)
         r = self.report
         r.batches += 1

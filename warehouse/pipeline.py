@@ -90,15 +90,19 @@ class Pipeline:
             tested_at, tests_failed = time.monotonic(), False
             try:
                 while not stop.is_set():
-                    loader.landed.clear()
-                    cycle = self.build_and_publish(tests=tests_failed, session=session)
-                    if not cycle.build.skipped:
-                        self._log(cycle)
-                        if cycle.build.tested:
-                            tested_at, tests_failed = time.monotonic(), not cycle.build.success
-                    if not tests_failed and time.monotonic() - tested_at >= self.settings.run_test_interval:
-                        tested = self.test(session)
-                        tested_at, tests_failed = time.monotonic(), not tested.success
+                    loader.hold.set()  # what arrives meanwhile lands when the cycle is over
+                    try:
+                        cycle = self.build_and_publish(tests=tests_failed, session=session)
+                        if not cycle.build.skipped:
+                            self._log(cycle)
+                            if cycle.build.tested:
+                                tested_at, tests_failed = time.monotonic(), not cycle.build.success
+                        if not tests_failed and time.monotonic() - tested_at >= self.settings.run_test_interval:
+                            tested = self.test(session)
+                            tested_at, tests_failed = time.monotonic(), not tested.success
+                    finally:
+                        loader.landed.clear()
+                        loader.hold.clear()
                     session.hand_over()
                     # The next build starts as soon as a batch lands; with none, the watermark is
                     # refreshed every interval (sources' heartbeats move it on).
