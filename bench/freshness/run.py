@@ -33,12 +33,29 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.services.cpu import processes  # noqa: E402
 from cdc import stack  # noqa: E402
 from cdc.config import SERVICES, StackSettings  # noqa: E402
 from tests.ports import free_ports  # noqa: E402
 from warehouse.publish import current_publication  # noqa: E402
 
 BIN = Path(sys.executable).parent
+
+
+ROLES = (("mirador run", "mirador run"), ("simulate", "mirador simulate"), ("services", "uvicorn"),
+         ("services", "multiprocessing"), ("debezium", "ConnectDistributed"), ("kafka", "kafka.Kafka"),
+         ("postgres", "postgres"))
+"""Who a process is, by a part of its command line (uvicorn's workers are multiprocessing children)."""
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of each part of the system on this machine."""
+    seconds: dict[str, float] = {}
+    for _, cmdline, cpu in processes().values():
+        role = next((role for role, part in ROLES if part in cmdline), None)
+        if role:
+            seconds[role] = seconds.get(role, 0.0) + cpu
+    return seconds
 
 
 def _percentiles(values: list[float]) -> str:
@@ -108,6 +125,7 @@ def main() -> None:
         simulate = subprocess.Popen([BIN / "mirador", "simulate", "--rate", str(args.rate), "--duration",
                                      str(args.duration), "--seed", "11"], env=env, cwd=ROOT,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cpu_before, cpu_started = cpu_by_role(), time.monotonic()
         probes = []
         url = f"http://127.0.0.1:{ports['customers']}/customers"
         with httpx.Client(headers={"Authorization": "Bearer mirador-dev"}, timeout=30) as http:
@@ -119,6 +137,7 @@ def main() -> None:
                 response.raise_for_status()
                 probes.append(email)
                 time.sleep(1 / args.probes)
+        cpu_after, cpu_seconds = cpu_by_role(), time.monotonic() - cpu_started
         simulated = simulate.communicate(timeout=args.duration + 120)[0]
         wait_until = time.monotonic() + 60
         while len(watcher.visible) < len(probes) and time.monotonic() < wait_until:
@@ -146,6 +165,10 @@ def main() -> None:
         if seconds:
             print(f"  dbt {kind:<5} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
                   f"(n={len(seconds)}; {'models and tests' if kind == 'build' else 'models only'})")
+    cores = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / cpu_seconds for role in cpu_after}
+    print(f"CPU while simulating ({os.cpu_count()} cores): " + ", ".join(
+        f"{role} {used:.2f}" for role, used in sorted(cores.items(), key=lambda item: -item[1])) +
+        f"; {sum(cores.values()):.2f} cores in all")
     (home / "last-freshness.json").write_text(json.dumps({"landed": landed, "visible": visible}))
     (home / "last-run.log").write_text(log)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, str, float]]:
+def processes() -> dict[int, tuple[int, str, float]]:
     """pid -> (parent pid, command line, CPU seconds so far)."""
     found = {}
     for entry in Path("/proc").iterdir():
@@ -60,7 +60,7 @@ class CpuMeter:
         self.start: Counter = Counter()
 
     def _read(self) -> Counter:
-        procs = _processes()
+        procs = processes()
         seconds: Counter = Counter()
         for pid, (_, _, cpu) in procs.items():
             if group := _group(pid, procs, self.services, self.databases):
