@@ -65,8 +65,8 @@ def _chunk(group: Group) -> pa.RecordBatch:
         old_keys[index] = key
     lsn = pa.array([s.lsn for s in sources], pa.int64())
     commit = pa.array([s.ts_us or s.ts_ms * 1000 for s in sources], pa.int64())
-    group.max_lsn = _max(group.max_lsn, pc.max(lsn).as_py())
-    group.max_commit_us = _max(group.max_commit_us, pc.max(commit).as_py())
+    group.max_lsn = greatest(group.max_lsn, pc.max(lsn).as_py())
+    group.max_commit_us = greatest(group.max_commit_us, pc.max(commit).as_py())
     arrays = {
         "_op": pa.array([p.op for p in payloads], pa.string()),
         "_snapshot": pa.array([s.snapshot for s in sources], pa.string()),
@@ -83,7 +83,8 @@ def _chunk(group: Group) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(arrays)
 
 
-def _max(a: int | None, b: int | None) -> int | None:
+def greatest(a: int | None, b: int | None) -> int | None:
+    """The larger of two positions, either of which may be unknown."""
     return b if a is None else a if b is None else max(a, b)
 
 

@@ -21,7 +21,7 @@ import duckdb
 from warehouse.catalog import METADATA, RAW_SCHEMA, quote, supertype
 from warehouse.configuration import LoaderSettings
 from warehouse.exceptions import TerminalError, TransientError
-from warehouse.frames import Frame, Work
+from warehouse.frames import Frame, Work, greatest
 from warehouse.lock import WarehouseLock
 
 log = logging.getLogger(__name__)
@@ -307,8 +307,8 @@ def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id:
     for frame in work.frames:  # a topic has a frame per schema version in the batch
         row = topics.setdefault(frame.topic, [frame.topic, frame.service, None, None, frame.topic in work.behind,
                                               batch_id])
-        row[2] = _greatest(row[2], frame.max_lsn)
-        row[3] = _greatest(row[3], frame.max_commit_us)
+        row[2] = greatest(row[2], frame.max_lsn)
+        row[3] = greatest(row[3], frame.max_commit_us)
     _upsert(conn, "insert into loader.topic_progress",
             [[topic, service, lsn, _utc(commit), behind, batch] for topic, service, lsn, commit, behind, batch
              in topics.values()],
@@ -321,10 +321,6 @@ def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id:
                      "where list_contains(?, topic)", [sorted(work.behind), sorted(work.topics)])
 
 
-def _greatest(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
 def _utc(micros: int | None) -> datetime | None:
     return None if micros is None else EPOCH + timedelta(microseconds=micros)
 
@@ -335,8 +331,8 @@ def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: date
 
     def seen(service: str, lsn: int | None, commit_us: int | None) -> None:
         entry = progress.setdefault(service, [None, None, None])
-        entry[0] = _greatest(entry[0], lsn)
-        entry[1] = _greatest(entry[1], commit_us)
+        entry[0] = greatest(entry[0], lsn)
+        entry[1] = greatest(entry[1], commit_us)
 
     for frame in work.frames:
         seen(frame.service, frame.max_lsn, frame.max_commit_us)

@@ -56,16 +56,16 @@ class Pipeline:
         result = self.builder.build(session.connection, full_refresh=full_refresh, tests=tests)
         publication = None
         publishing = time.perf_counter()
-        with session.connection() as conn:
-            if result.success and not result.skipped:
-                current = current_publication(self.settings.published)
-                tested_through = result.through_batch if result.tested else (
-                    current.tested_through_batch if current else None)
+        if result.success and not result.skipped:
+            current = current_publication(self.settings.published)
+            tested_through = result.through_batch if result.tested else (
+                current.tested_through_batch if current else None)
+            with session.connection() as conn:
                 publication = publish(conn, self.settings.published, result.build_id, result.through_batch,
                                       self.builder.exposed_models(), result.watermark,
                                       tested_through_batch=tested_through, keep=self.settings.publish_keep)
-            elif result.skipped:
-                publication = refresh_watermark(self.settings.published, result.watermark)
+        elif result.skipped:
+            publication = refresh_watermark(self.settings.published, result.watermark)
         finished = time.perf_counter()
         return CycleReport(result, publication, finished - started, finished - publishing)
 

@@ -3,8 +3,9 @@
 DuckDB lets one process write a file, but inside that process any number of connections share one
 database instance and write concurrently (MVCC). `mirador run` therefore opens the file once, under
 the warehouse lock, and gives each user a cursor of that instance: the loader thread lands batches
-without waiting for the lock (between builds: the pipeline holds it back while one runs). dbt-duckdb opens the same instance because the
-`warehouse.dbt_lock` plugin hands it this session's configuration.
+without waiting for the lock (between builds: the pipeline holds them back while one runs).
+dbt-duckdb opens the same instance because the `warehouse.dbt_lock` plugin hands it this session's
+configuration.
 
 Other processes (an analyst's `dbt build`, `mirador verify`, a standalone `mirador load`) still take
 turns through the lock: while they wait they leave a note (`warehouse.lock.others_waiting`), and
