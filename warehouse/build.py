@@ -5,7 +5,9 @@ build, against seconds for the dbt CLI). The models rebuilt are those downstream
 that received batches since the last successful build, which the build records in
 `loader.builds` along with the last batch it included. A build runs the models and their data tests
 (`dbt build`; selecting what changed since the last tested build), or only the models (`dbt run`),
-which `mirador run` follows with `dbt test` every `MIRADOR_RUN_TEST_INTERVAL` seconds.
+which `mirador run` follows with `dbt test` every `MIRADOR_RUN_TEST_INTERVAL` seconds. A builder that
+lives across builds (`mirador run`) records the SQL dbt executes for each model and, once two runs
+agree, executes it itself for the next runs of the models (warehouse/plan.py).
 
 The loader may land more batches while dbt runs (inside `mirador run` they share the file). A build
 reads the last batch and the watermark in one snapshot before dbt starts, and the models read the
@@ -22,10 +24,14 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+
+import duckdb
 
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import StageFailed, TerminalError
 from warehouse.land import STATE_DDL
+from warehouse.plan import Plans, schema_of
 from warehouse.publish import read_watermark
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,8 @@ class BuildResult:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     tested: bool = True
+    replayed: bool = False
+    """The models' recorded SQL was executed without dbt (warehouse/plan.py)."""
     watermark: dict[str, dict] = field(default_factory=dict)
     """Per service, the source position every change up to which this build includes."""
 
@@ -65,6 +73,7 @@ class Builder:
         self.project_dir = settings.dbt_project_dir
         self._runner = None
         self._ready = False
+        self.plans = Plans()
 
     @contextmanager
     def _profile_env(self):
@@ -97,7 +106,7 @@ class Builder:
             if not parsed.success:
                 raise TerminalError(f"dbt could not parse {self.project_dir}: {parsed.exception}")
             self.manifest = parsed.result
-            self._runner = dbtRunner(manifest=self.manifest)
+            self._runner = dbtRunner(manifest=self.manifest, callbacks=[self.plans.observe])
             log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
         return self._runner
 
@@ -118,6 +127,19 @@ class Builder:
                 selectors.append(f"source:{source.source_name}.{source.name}+")
         return sorted(selectors)
 
+    def models_of(self, raw_tables: set[str]) -> list[str]:
+        """The models downstream of the raw tables that changed, parents first."""
+        self.runner()
+        nodes, sources = self.manifest.nodes, self.manifest.sources
+        models = {uid: node.depends_on.nodes for uid, node in nodes.items() if node.resource_type == "model"}
+        parents = {uid: [p for p in ups if p in models] for uid, ups in models.items()}
+        selected = {uid for uid, ups in models.items()
+                    if any(p in sources and sources[p].identifier in raw_tables for p in ups)}
+        while grown := {uid for uid, ups in parents.items() if uid not in selected and selected.intersection(ups)}:
+            selected |= grown
+        return list(TopologicalSorter({uid: [p for p in parents[uid] if p in selected] for uid in sorted(selected)})
+                    .static_order())
+
     def build(self, connection, *, full_refresh: bool = False, tests: bool = True) -> BuildResult:
         """Build what changed since the last successful build (everything on the first one).
 
@@ -137,7 +159,42 @@ class Builder:
             conn.execute("commit")
         result = BuildResult(_build_id(), through, tested=tests or first or full_refresh, watermark=watermark)
         selected = ["fqn:*"] if first or full_refresh else self.sources_of(changed)
+        if not result.tested and self.settings.run_replay and self._replay(
+                connection, result, self.models_of(changed), changed):
+            return result
         return self._invoke(connection, result, "build" if result.tested else "run", selected, full_refresh)
+
+    def _replay(self, connection, result: BuildResult, nodes: list[str], changed: set[str]) -> bool:
+        """Execute the recorded SQL of `nodes` (models: build them; tests: judge them as dbt does) if every
+        one has a confirmed recording for the current schema; False leaves the work to dbt."""
+        if not nodes:
+            return False
+        started = time.perf_counter()
+        with connection() as conn:
+            if not self.plans.covers(nodes, schema_of(conn)):
+                return False
+            try:
+                if nodes[0].startswith("test."):
+                    self._judge(result, self.plans.check(conn, nodes))
+                else:
+                    self.plans.replay(conn, nodes, result.through_batch)
+            except duckdb.Error as err:
+                log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
+                            ", ".join(node.split(".")[2] for node in nodes), err)
+                return False
+        result.selected, result.replayed = self.sources_of(changed), True
+        result.seconds = time.perf_counter() - started
+        self._record(connection, result)
+        return True
+
+    def _judge(self, result: BuildResult, outcomes: dict[str, tuple[int, bool, bool]]) -> None:
+        """Data tests' outcomes as dbt reads them: failing rows fail an `error` test, warn otherwise."""
+        for test, (failures, should_warn, should_error) in outcomes.items():
+            node = self.manifest.nodes[test]
+            if should_error and str(node.config.severity).lower() == "error":
+                result.failures.append(f"{node.name}: {failures} failing rows")
+            elif should_warn or should_error:
+                log.warning("data test %s: %s failing rows (severity warn)", node.name, failures)
 
     def test(self, connection) -> BuildResult:
         """Run the data tests of what was built since the last tested build (`mirador run` does, every
@@ -149,7 +206,16 @@ class Builder:
             _, changed = self._changed(conn, last, built)
             conn.execute("commit")
         result = BuildResult(_build_id(), built, tested=True)
+        if self.settings.run_replay and self._replay(connection, result, self.tests_of(changed), changed):
+            return result
         return self._invoke(connection, result, "test", self.sources_of(changed))
+
+    def tests_of(self, raw_tables: set[str]) -> list[str]:
+        """The data tests `dbt test --select source:<table>+` runs: those on anything downstream."""
+        models = set(self.models_of(raw_tables))
+        sources = {uid for uid, source in self.manifest.sources.items() if source.identifier in raw_tables}
+        return sorted(uid for uid, node in self.manifest.nodes.items()
+                      if node.resource_type == "test" and (models | sources).intersection(node.depends_on.nodes))
 
     @staticmethod
     def _last(conn, *, tested: bool) -> int:
@@ -178,25 +244,42 @@ class Builder:
         if full_refresh:
             args.append("--full-refresh")
         runner = self.runner()
+        learning = not full_refresh
+        if learning:
+            with connection() as conn:
+                schema = schema_of(conn)
+            self.plans.start()
         try:
             with self._profile_env():
                 outcome = runner.invoke(args)
         finally:
+            recorded = self.plans.stop()
             release_dbt_connection()
         result.seconds = time.perf_counter() - started
         if outcome.exception is not None:
+            self.plans.forget()
             raise StageFailed(command, None, {"build_id": result.build_id, "through_batch": str(result.through_batch)},
                               outcome.exception)
         for node in outcome.result or []:
             if str(node.status) in ("error", "fail"):
                 result.failures.append(f"{node.node.name}: {node.message}")
+        if learning and result.success:
+            with connection() as conn:
+                self.plans.learn(recorded, result.through_batch, schema, schema_of(conn))
+        elif learning:
+            self.plans.forget()
+        self._record(connection, result)
+        return result
+
+    @staticmethod
+    def _record(connection, result: BuildResult) -> None:
+        """The build, in `loader.builds`: what the next one starts after."""
         with connection() as conn:
             conn.execute(
                 "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
                 "seconds, tested) values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?, ?)",
-                [result.build_id, int(result.seconds * 1e6), result.through_batch, " ".join(selected),
+                [result.build_id, int(result.seconds * 1e6), result.through_batch, " ".join(result.selected),
                  result.success, result.seconds, result.tested])
-        return result
 
 
 def _build_id() -> str:

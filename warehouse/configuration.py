@@ -105,6 +105,10 @@ class PipelineSettings(LoaderSettings):
     """In `mirador run`, seconds between runs of the data tests over what was published since the last
     ones (0: after every build); each publication says up to which batch they passed."""
 
+    run_replay: bool = True
+    """In `mirador run`, execute a model's SQL as recorded from dbt, once two dbt runs of it agree,
+    instead of invoking dbt for it every cycle (warehouse/plan.py; data tests still go through dbt)."""
+
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""
 

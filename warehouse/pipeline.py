@@ -7,7 +7,8 @@ the loader holds what arrives; it lands it as the build ends, and the next build
 that batch has committed. Data tests run with every build of `mirador build`. `mirador run` builds
 the models and publishes, and every `run_test_interval` seconds tests what it published since the
 last tests; once they fail, every cycle tests before it publishes (so nothing more is published)
-until they pass. Other processes that want the file get it between cycles.
+until they pass. Once dbt has run a model or a test twice with the same SQL, the cycles replay that
+SQL without dbt (warehouse/plan.py). Other processes that want the file get it between cycles.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ class Pipeline:
         result = self.builder.test(session.connection)
         if result.skipped:
             return result
-        log.info("tests %s: %s in %.2fs through batch %s%s", result.build_id, "passed" if result.success else "FAILED",
-                 result.seconds, result.through_batch,
+        log.info("tests %s: %s in %.2fs (%s) through batch %s%s", result.build_id,
+                 "passed" if result.success else "FAILED", result.seconds, "replayed" if result.replayed else "dbt test",
+                 result.through_batch,
                  "" if result.success else "; nothing is published until they pass: " + ", ".join(result.failures))
         current = current_publication(self.settings.published)
         if result.success and current is not None and current.through_batch <= result.through_batch:
@@ -130,9 +132,9 @@ class Pipeline:
     @staticmethod
     def _log(cycle: CycleReport) -> None:
         build = cycle.build
-        log.info("build %s: %s in %.2fs (dbt %s %.2fs, publish %.2fs), through batch %s, %s",
+        log.info("build %s: %s in %.2fs (%s %.2fs, publish %.2fs), through batch %s, %s",
                  build.build_id, "ok" if build.success else "FAILED", cycle.seconds,
-                 "build" if build.tested else "run", build.seconds, cycle.publish_seconds,
+                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds, cycle.publish_seconds,
                  build.through_batch, ", ".join(build.failures) or "published")
 
 

@@ -4,9 +4,10 @@
 
 With the stack up, it starts the four services, catches the warehouse up with the topics' history
 (once: the bench's state dir is kept between runs), then runs `mirador run` while `mirador simulate`
-sends `--rate` commands/s. Alongside, probe customers are registered `--probes` times a second. For
-each probe: its source commit time (Debezium's `source.ts_us`, landed as `_commit_ts`), when the
-loader landed it in `raw` (`_loaded_at`), and when the first publication holding it in
+sends `--rate` commands/s. Once the run replays its builds and data tests under that traffic
+(`--warm-up`: before, dbt runs them and records what replays), probe customers are registered
+`--probes` times a second. For each probe: its source commit time (Debezium's `source.ts_us`, landed as `_commit_ts`),
+when the loader landed it in `raw` (`_loaded_at`), and when the first publication holding it in
 `customer_summary` was switched in (`published_at`). Prints p50/p95/p99 of both latencies side by
 side: landing in raw is the floor the views are built on.
 """
@@ -58,6 +59,15 @@ def cpu_by_role() -> dict[str, float]:
     return seconds
 
 
+def _cycles(log: str) -> int:
+    return log.count("warehouse.pipeline build")
+
+
+def _warm(log: str) -> bool:
+    """The run replays its builds and its data tests (each after two dbt runs recorded them)."""
+    return "(replayed " in log and "(replayed) through" in log
+
+
 def _percentiles(values: list[float]) -> str:
     if not values:
         return "no samples"
@@ -97,6 +107,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--probes", type=float, default=5, help="probe commands per second")
+    parser.add_argument("--warm-up", type=float, default=90.0,
+                        help="at most this many seconds of traffic before probing: until builds and tests replay")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
     args = parser.parse_args()
 
@@ -116,15 +128,23 @@ def main() -> None:
         mirador("build", check=True, capture_output=True)
         print(f"warm-up (history loaded and built) in {time.monotonic() - started:.1f}s", flush=True)
 
-        run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+        # To a file, not a pipe: nobody reads a pipe while the run goes on, and a full one blocks its logging.
+        run_log = home / "last-run.log"
+        with run_log.open("w") as out:
+            run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         prefix = f"probe-{uuid.uuid4().hex[:8]}-"
         watcher = Watcher(home / "warehouse" / "published", prefix)
         watcher.start()
         time.sleep(3)  # let the first cycle settle
         simulate = subprocess.Popen([BIN / "mirador", "simulate", "--rate", str(args.rate), "--duration",
-                                     str(args.duration), "--seed", "11"], env=env, cwd=ROOT,
+                                     str(args.duration + args.warm_up), "--seed", "11"], env=env, cwd=ROOT,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Steady state: the first builds and data tests under traffic run dbt, which records what replays next.
+        warm_until = time.monotonic() + args.warm_up
+        while not _warm(run_log.read_text()) and time.monotonic() < warm_until:
+            time.sleep(0.2)
+        print(f"warm under traffic for {args.warm_up - (warm_until - time.monotonic()):.1f}s "
+              f"({_cycles(run_log.read_text())} cycles)", flush=True)
         cpu_before, cpu_started = cpu_by_role(), time.monotonic()
         probes = []
         url = f"http://127.0.0.1:{ports['customers']}/customers"
@@ -146,7 +166,8 @@ def main() -> None:
     finally:
         if run is not None:
             run.send_signal(signal.SIGTERM)
-            log = run.communicate(timeout=300)[0]
+            run.wait(timeout=300)
+            log = run_log.read_text()
         mirador("services", "down")
 
     with duckdb.connect(str(home / "warehouse" / "mirador.duckdb"), read_only=True) as conn:
@@ -154,23 +175,23 @@ def main() -> None:
                             "where email like ? and _op = 'c'", [f"{prefix}%"]).fetchall()
     landed = [loaded - commit for _, commit, loaded in rows]
     visible = [watcher.visible[email] - commit for email, commit, _ in rows if email in watcher.visible]
-    cycles = [line for line in log.splitlines() if "warehouse.pipeline build" in line]
+    cycles = [line for line in log.splitlines() if "warehouse.pipeline build" in line]  # warm-up's too
     print("\n".join(simulated.strip().splitlines()[-1:]))
     print(f"\nprobes: {len(probes)} sent, {len(rows)} landed, {len(watcher.visible)} visible; "
           f"{watcher.builds} publications seen; {len(cycles)} build cycles")
     print(f"commit -> raw (loader)        {_percentiles(landed)}")
     print(f"commit -> published view      {_percentiles(visible)}")
-    for kind in ("run", "build"):
-        seconds = [float(m.group(1)) for m in (re.search(rf"dbt {kind} ([0-9.]+)s", line) for line in cycles) if m]
+    for kind, what in (("replayed", "recorded SQL of the models"), ("dbt run", "models only"),
+                       ("dbt build", "models and tests"), ("publish", "copy of the marts")):
+        seconds = [float(m.group(1)) for m in (re.search(rf"{kind} ([0-9.]+)s", line) for line in cycles) if m]
         if seconds:
-            print(f"  dbt {kind:<5} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
-                  f"(n={len(seconds)}; {'models and tests' if kind == 'build' else 'models only'})")
+            print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
+                  f"(n={len(seconds)}; {what})")
     cores = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / cpu_seconds for role in cpu_after}
     print(f"CPU while simulating ({os.cpu_count()} cores): " + ", ".join(
         f"{role} {used:.2f}" for role, used in sorted(cores.items(), key=lambda item: -item[1])) +
         f"; {sum(cores.values()):.2f} cores in all")
     (home / "last-freshness.json").write_text(json.dumps({"landed": landed, "visible": visible}))
-    (home / "last-run.log").write_text(log)
 
 
 if __name__ == "__main__":

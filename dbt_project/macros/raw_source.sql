@@ -6,7 +6,8 @@
     With the var `mirador_through_batch` (set by the pipeline), only the batches up to it: inside
     `mirador run` the loader keeps landing while dbt builds, and every model of one build must see
     the same batches, or a mart would join one input's new rows with another's old ones and mark
-    them built.
+    them built. The bound is followed by a marker comment so that `mirador run`, replaying the SQL a
+    build ran (warehouse/plan.py), can put the next build's batch in its place.
 #}
 {% macro raw_source(source_name, table_name) -%}
     {%- set relation = source(source_name, table_name) -%}
@@ -15,7 +16,7 @@
         {%- if through is none -%}
         {{ relation }}
         {%- else -%}
-        (select * from {{ relation }} where _batch_id <= {{ through | int }})
+        (select * from {{ relation }} where _batch_id <= {{ through | int }} /* mirador_through_batch */)
         {%- endif -%}
     {%- else -%}
         {%- set node = graph.sources['source.mirador.' ~ source_name ~ '.' ~ table_name] -%}

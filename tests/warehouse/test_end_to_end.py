@@ -79,8 +79,10 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
     assert simulate.returncode == 0, simulate.stdout + simulate.stderr
 
     # Data tests after every build: the publications must come to say so.
-    run = subprocess.Popen([BIN / "mirador", "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
-                           cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_log = home / "run.log"
+    with run_log.open("w") as out:  # a file: a pipe nobody reads meanwhile would fill and block the run
+        run = subprocess.Popen([BIN / "mirador", "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
+                               cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     published = home / "warehouse" / "published"
     try:
         # Read-your-writes: wait until the publication includes each service's last write.
@@ -91,7 +93,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
                                    >= _lsn(result["position"]["lsn"]) for service, result in last_writes.items()):
                 break
             assert time.monotonic() < deadline, "the views never caught up with the commands"
-            assert run.poll() is None, run.communicate()[0]
+            assert run.poll() is None, run_log.read_text()[-3000:]
             time.sleep(0.5)
         with duckdb.connect(str(publication.path(published)), read_only=True) as conn:
             row = conn.execute(
@@ -102,15 +104,27 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
         assert row == ("Ada Lovelace", 2, "2500.10", url, True, "placed")
         assert stock == (7, 2)
 
-        check = subprocess.run([BIN / "mirador", "verify", "--timeout", "300"], env=env, capture_output=True,
-                               text=True, timeout=400, cwd=PROJECT_ROOT)
-        assert check.returncode == 0, check.stdout + check.stderr
-        assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout
-
+        _verify(env)
         while (current := current_publication(published)).tested_through_batch != current.through_batch:
             assert time.monotonic() < deadline + 300, "the data tests never passed on the current publication"
             time.sleep(0.5)
+
+        # Traffic while the pipeline runs: after two dbt runs record them, cycles replay the models'
+        # and the tests' SQL (warehouse/plan.py), and the views still match the sources exactly.
+        simulate = subprocess.run([BIN / "mirador", "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
+                                  env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+        assert simulate.returncode == 0, simulate.stdout + simulate.stderr
+        _verify(env)
     finally:
         run.send_signal(signal.SIGTERM)
-        output = run.communicate(timeout=180)[0]
+        run.wait(timeout=180)
+    output = run_log.read_text()
     assert run.returncode == 0, output[-3000:]
+    assert "(replayed " in output and "(replayed) through" in output, output[-3000:]
+
+
+def _verify(env: dict) -> None:
+    check = subprocess.run([BIN / "mirador", "verify", "--timeout", "300"], env=env, capture_output=True,
+                           text=True, timeout=400, cwd=PROJECT_ROOT)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout

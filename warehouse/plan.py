@@ -1,0 +1,163 @@
+"""Replay: the SQL an incremental dbt run executed for each model, executed again without dbt.
+
+An incremental build of a model executes the same statements every cycle: the rendered model, the
+delete+insert of its materialization, its hooks. Only the last batch the build reads changes, and
+macros/raw_source.sql marks it. dbt spends most of a small build rendering and planning those
+statements (about 50 ms of CPU a model, against a few ms of SQL), so `mirador run` records what dbt
+executes for each model and, once two consecutive dbt runs of a model executed the same statements,
+executes them itself for the next batches, in the same transactions, in dependency order.
+
+A recording holds only while what dbt planned it from holds:
+- the project: parsed once per process, and plans live in the process's memory;
+- the schema of the raw, staging and marts tables: dbt chooses statements from it (an empty stand-in
+  for a raw table not landed yet, columns to add); any change forgets every plan;
+- the rendering: a model whose statements differ between two runs (one using `run_started_at`, say)
+  is never replayed.
+Statements that only read the catalog (dbt's planning queries) are left out. A replay that fails is
+rolled back and the cycle goes through dbt, which records anew.
+
+Data tests are recorded the same way: a test is one query counting its failing rows (dbt's wrapper
+also says whether they reach the test's `warn_if` and `error_if`), which a replay runs and judges as
+dbt does, by the test's severity.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from contextlib import suppress
+
+import duckdb
+
+THROUGH = re.compile(r"<= (-?\d+) /\* mirador_through_batch \*/")
+"""The last batch a build reads, as macros/raw_source.sql renders it."""
+PLACEHOLDER = "<= {through} /* mirador_through_batch */"
+TEMPORARY = re.compile(r"__dbt_tmp\d+")
+"""dbt names a model's temporary relation after the time of the run."""
+QUERY_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.S)
+ABRIDGED = 512 + len("...")
+"""dbt logs the first 512 characters of a statement it was asked to abridge (seeds do)."""
+
+SCHEMA_SQL = """
+select md5(coalesce(string_agg(concat_ws(' ', schema_name, table_name, column_name, data_type), ','
+                               order by schema_name, table_name, column_index), ''))
+from duckdb_columns()
+where database_name = current_database() and schema_name in ('raw', 'staging', 'marts')
+"""
+
+
+def schema_of(conn: duckdb.DuckDBPyConnection) -> str:
+    """A digest of the tables and columns dbt plans a build from."""
+    return conn.execute(SCHEMA_SQL).fetchall()[0][0]
+
+
+class Plans:
+    """What dbt executed for each model, and which of those recordings are confirmed for replay."""
+
+    def __init__(self) -> None:
+        self.statements: dict[str, tuple[str, ...]] = {}
+        self.confirmed: set[str] = set()
+        self.schema: str | None = None
+        self._recording: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, event) -> None:
+        """A dbt callback (`dbtRunner(callbacks=[...])`): keeps the SQL each model executes."""
+        if self._recording is None or event.info.name != "SQLQuery":
+            return
+        node = event.data.node_info.unique_id
+        if node.startswith(("model.", "test.")):
+            with self._lock:
+                self._recording.setdefault(node, []).append(event.data.sql)
+
+    def start(self) -> None:
+        self._recording = {}
+
+    def stop(self) -> dict[str, list[str]]:
+        recorded, self._recording = self._recording or {}, None
+        return recorded
+
+    def learn(self, recorded: dict[str, list[str]], through: int, before: str, after: str) -> None:
+        """Take a successful incremental dbt run's statements, run with the schema `before` -> `after`."""
+        if before != after or before != self.schema:
+            self.forget()
+            self.schema = after
+            if before != after:  # the run changed the schema: its statements will not be the next ones
+                return
+        for node, statements in recorded.items():
+            plan = _test_query(statements) if node.startswith("test.") else _normalised(statements, through)
+            if plan is not None and self.statements.get(node) == plan:
+                self.confirmed.add(node)
+            elif plan is not None:
+                self.statements[node] = plan
+                self.confirmed.discard(node)
+            else:
+                self.statements.pop(node, None)
+                self.confirmed.discard(node)
+
+    def covers(self, nodes: list[str], schema: str) -> bool:
+        return schema == self.schema and all(node in self.confirmed for node in nodes)
+
+    def forget(self) -> None:
+        self.statements.clear()
+        self.confirmed.clear()
+
+    def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int) -> None:
+        """Execute the models' statements reading raw up to batch `through`; on error, roll back,
+        forget every plan and raise (models before the failing one stay built, as with dbt)."""
+        cursor = conn.cursor()  # its own temporary tables, dropped when it closes
+        try:
+            for model in models:
+                for statement in self.statements[model]:
+                    cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
+        except BaseException:
+            with suppress(duckdb.Error):
+                cursor.execute("rollback")
+            self.forget()
+            raise
+        finally:
+            cursor.close()
+
+    def check(self, conn: duckdb.DuckDBPyConnection, tests: list[str]) -> dict[str, tuple[int, bool, bool]]:
+        """Run the tests' queries: per test, its failing rows and whether they warn and whether they fail."""
+        cursor = conn.cursor()
+        try:
+            return {test: tuple(cursor.execute(self.statements[test][0]).fetchall()[0]) for test in tests}
+        except BaseException:
+            self.forget()
+            raise
+        finally:
+            cursor.close()
+
+
+def _test_query(statements: list[str]) -> tuple[str] | None:
+    """A data test's query, counting failing rows (dbt's `get_test_sql`); None for a test that does more
+    (stores its failures, say) or whose query cannot be told apart."""
+    queries = []
+    for sql in statements:
+        body = QUERY_COMMENT.sub("", sql, count=1).strip()
+        keyword = body.split(None, 1)[0].lower() if body else ""
+        if keyword in ("begin", "commit", "rollback"):
+            continue
+        if keyword != "select" or (len(sql) == ABRIDGED and sql.endswith("...")):
+            return None
+        if " as failures," in body and " as should_warn," in body and " as should_error" in body:
+            queries.append(body)
+    return tuple(queries) if len(queries) == 1 else None
+
+
+def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
+    """The statements that change data, with the batch bound and temporary names made generic;
+    None when they cannot be replayed (an abridged statement, or a batch bound other than the run's)."""
+    plan = []
+    for sql in statements:
+        if len(sql) == ABRIDGED and sql.endswith("..."):
+            return None
+        body = QUERY_COMMENT.sub("", sql, count=1).strip()
+        if body.lower().startswith("select"):
+            continue  # dbt reading the catalog to plan: no effect to replay
+        if any(int(bound) != through for bound in THROUGH.findall(body)):
+            return None
+        body = THROUGH.sub(lambda _: PLACEHOLDER, body)
+        plan.append(TEMPORARY.sub("__mirador_tmp", body))
+    return tuple(plan)
