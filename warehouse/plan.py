@@ -23,11 +23,15 @@ dbt does, by the test's severity.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from contextlib import suppress
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 THROUGH = re.compile(r"<= (-?\d+) /\* mirador_through_batch \*/")
 """The last batch a build reads, as macros/raw_source.sql renders it."""
@@ -108,8 +112,10 @@ class Plans:
         cursor = conn.cursor()  # its own temporary tables, dropped when it closes
         try:
             for model in models:
+                started = time.perf_counter()
                 for statement in self.statements[model]:
                     cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
+                log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
         except BaseException:
             with suppress(duckdb.Error):
                 cursor.execute("rollback")
