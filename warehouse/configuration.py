@@ -106,8 +106,8 @@ class PipelineSettings(LoaderSettings):
     ones (0: after every build); each publication says up to which batch they passed."""
 
     run_replay: bool = True
-    """In `mirador run`, execute a model's SQL as recorded from dbt, once two dbt runs of it agree,
-    instead of invoking dbt for it every cycle (warehouse/plan.py; data tests still go through dbt)."""
+    """In `mirador run`, execute the SQL dbt ran for a model or a data test, once two dbt runs of it
+    agree, instead of invoking dbt for it every cycle (warehouse/plan.py)."""
 
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""

@@ -120,8 +120,8 @@ class Pipeline:
         if result.skipped:
             return result
         log.info("tests %s: %s in %.2fs (%s) through batch %s%s", result.build_id,
-                 "passed" if result.success else "FAILED", result.seconds, "replayed" if result.replayed else "dbt test",
-                 result.through_batch,
+                 "passed" if result.success else "FAILED", result.seconds,
+                 "replayed" if result.replayed else "dbt test", result.through_batch,
                  "" if result.success else "; nothing is published until they pass: " + ", ".join(result.failures))
         current = current_publication(self.settings.published)
         if result.success and current is not None and current.through_batch <= result.through_batch:
@@ -134,8 +134,8 @@ class Pipeline:
         build = cycle.build
         log.info("build %s: %s in %.2fs (%s %.2fs, publish %.2fs), through batch %s, %s",
                  build.build_id, "ok" if build.success else "FAILED", cycle.seconds,
-                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds, cycle.publish_seconds,
-                 build.through_batch, ", ".join(build.failures) or "published")
+                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds,
+                 cycle.publish_seconds, build.through_batch, ", ".join(build.failures) or "published")
 
 
 @contextmanager

@@ -6,10 +6,11 @@ With the stack up, it starts the four services, catches the warehouse up with th
 (once: the bench's state dir is kept between runs), then runs `mirador run` while `mirador simulate`
 sends `--rate` commands/s. Once the run replays its builds and data tests under that traffic
 (`--warm-up`: before, dbt runs them and records what replays), probe customers are registered
-`--probes` times a second. For each probe: its source commit time (Debezium's `source.ts_us`, landed as `_commit_ts`),
-when the loader landed it in `raw` (`_loaded_at`), and when the first publication holding it in
-`customer_summary` was switched in (`published_at`). Prints p50/p95/p99 of both latencies side by
-side: landing in raw is the floor the views are built on.
+`--probes` times a second. For each probe: its source commit time (Debezium's `source.ts_us`, landed
+as `_commit_ts`), when the loader landed it in `raw` (`_loaded_at`), and when the first publication
+holding it in `customer_summary` was switched in (`published_at`). Prints p50/p95/p99 of both
+latencies side by side (landing in raw is the floor the views are built on), each part's time per
+cycle, and the CPU each part of the system used.
 """
 
 from __future__ import annotations
