@@ -73,7 +73,7 @@ class Builder:
         self.project_dir = settings.dbt_project_dir
         self._runner = None
         self._ready = False
-        self.plans = Plans()
+        self.plans = Plans(settings.run_replay_recheck)
 
     @contextmanager
     def _profile_env(self):
@@ -167,18 +167,18 @@ class Builder:
     def _replay(self, connection, result: BuildResult, nodes: list[str], changed: set[str]) -> bool:
         """Execute the recorded SQL of `nodes` (models: build them; tests: judge them as dbt does) if every
         one has a confirmed recording for the current schema; False leaves the work to dbt."""
-        if not nodes:
+        if not nodes or any(self.manifest.nodes[node].language != "sql" for node in nodes):
             return False
         started = time.perf_counter()
         with connection() as conn:
-            if not self.plans.covers(nodes, schema_of(conn)):
+            if not self.plans.covers(nodes, schema_of(conn, self.schemas())):
                 return False
             try:
                 if nodes[0].startswith("test."):
                     self._judge(result, self.plans.check(conn, nodes))
                 else:
                     self.plans.replay(conn, nodes, result.through_batch)
-            except duckdb.Error as err:
+            except Exception as err:  # noqa: BLE001 - dbt runs it instead, and reports what it finds
                 log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
                             ", ".join(node.split(".")[2] for node in nodes), err)
                 return False
@@ -210,8 +210,15 @@ class Builder:
             return result
         return self._invoke(connection, result, "test", self.sources_of(changed))
 
+    def schemas(self) -> list[str]:
+        """The schemas of the project's sources and models: what dbt plans a build from."""
+        self.runner()
+        return sorted({node.schema for node in self.manifest.nodes.values() if node.resource_type == "model"}
+                      | {source.schema for source in self.manifest.sources.values()})
+
     def tests_of(self, raw_tables: set[str]) -> list[str]:
-        """The data tests `dbt test --select source:<table>+` runs: those on anything downstream."""
+        """The data tests `dbt test --select source:<table>+` runs: those on anything downstream. (dbt
+        also runs the models' unit tests, which depend only on the project's code and column types.)"""
         models = set(self.models_of(raw_tables))
         sources = {uid for uid, source in self.manifest.sources.items() if source.identifier in raw_tables}
         return sorted(uid for uid, node in self.manifest.nodes.items()
@@ -247,7 +254,7 @@ class Builder:
         learning = not full_refresh
         if learning:
             with connection() as conn:
-                schema = schema_of(conn)
+                schema = schema_of(conn, self.schemas())
             self.plans.start()
         try:
             with self._profile_env():
@@ -265,7 +272,7 @@ class Builder:
                 result.failures.append(f"{node.node.name}: {node.message}")
         if learning and result.success:
             with connection() as conn:
-                self.plans.learn(recorded, result.through_batch, schema, schema_of(conn))
+                self.plans.learn(recorded, result.through_batch, schema, schema_of(conn, self.schemas()))
         elif learning:
             self.plans.forget()
         self._record(connection, result)

@@ -109,6 +109,10 @@ class PipelineSettings(LoaderSettings):
     """In `mirador run`, execute the SQL dbt ran for a model or a data test, once two dbt runs of it
     agree, instead of invoking dbt for it every cycle (warehouse/plan.py)."""
 
+    run_replay_recheck: float = Field(300.0, gt=0)
+    """In `mirador run`, seconds a replayed node's recording holds before dbt runs it again to check it
+    (SQL rendered from data or the date changes seldom, but can)."""
+
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""
 

@@ -9,12 +9,14 @@ executes them itself for the next batches, in the same transactions, in dependen
 
 A recording holds only while what dbt planned it from holds:
 - the project: parsed once per process, and plans live in the process's memory;
-- the schema of the raw, staging and marts tables: dbt chooses statements from it (an empty stand-in
-  for a raw table not landed yet, columns to add); any change forgets every plan;
+- the tables, views and columns of the project's schemas: dbt chooses statements from them (an empty
+  stand-in for a raw table not landed yet, columns to add); any change forgets every plan;
 - the rendering: a model whose statements differ between two runs (one using `run_started_at`, say)
-  is never replayed.
+  is never replayed, and every `recheck` seconds dbt runs a replayed model again to see that its
+  statements still agree (SQL rendered from data or the date changes seldom, but can).
 Statements that only read the catalog (dbt's planning queries) are left out. A replay that fails is
-rolled back and the cycle goes through dbt, which records anew.
+rolled back and the cycle goes through dbt, which records anew; a node that failed `GIVE_UP` times
+stays with dbt.
 
 Data tests are recorded the same way: a test is one query counting its failing rows (dbt's wrapper
 also says whether they reach the test's `warn_if` and `error_if`), which a replay runs and judges as
@@ -39,28 +41,37 @@ PLACEHOLDER = "<= {through} /* mirador_through_batch */"
 TEMPORARY = re.compile(r"__dbt_tmp\d+")
 """dbt names a model's temporary relation after the time of the run."""
 QUERY_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.S)
-ABRIDGED = 512 + len("...")
-"""dbt logs the first 512 characters of a statement it was asked to abridge (seeds do)."""
+GIVE_UP = 3
+"""Failed replays of a node after which it is left to dbt: one can be a conflict, three are the SQL."""
+ABRIDGED = "..."
+"""How a statement dbt was asked to abridge in its log ends (seeds' inserts): no SQL ends so."""
 
 SCHEMA_SQL = """
-select md5(coalesce(string_agg(concat_ws(' ', schema_name, table_name, column_name, data_type), ','
-                               order by schema_name, table_name, column_index), ''))
-from duckdb_columns()
-where database_name = current_database() and schema_name in ('raw', 'staging', 'marts')
+select md5(coalesce(string_agg(concat_ws(' ', c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type),
+                               ',' order by c.table_schema, c.table_name, c.ordinal_position), ''))
+from information_schema.columns as c
+inner join information_schema.tables as t using (table_catalog, table_schema, table_name)
+where c.table_catalog = current_database() and list_contains(?, c.table_schema)
 """
 
 
-def schema_of(conn: duckdb.DuckDBPyConnection) -> str:
-    """A digest of the tables and columns dbt plans a build from."""
-    return conn.execute(SCHEMA_SQL).fetchall()[0][0]
+def schema_of(conn: duckdb.DuckDBPyConnection, schemas: list[str]) -> str:
+    """A digest of the tables, views and columns in `schemas` (the project's), which dbt plans from."""
+    return conn.execute(SCHEMA_SQL, [schemas]).fetchall()[0][0]
 
 
 class Plans:
     """What dbt executed for each model, and which of those recordings are confirmed for replay."""
 
-    def __init__(self) -> None:
+    def __init__(self, recheck: float = 300.0) -> None:
         self.statements: dict[str, tuple[str, ...]] = {}
-        self.confirmed: set[str] = set()
+        self.confirmed: dict[str, float] = {}
+        """Node -> when a dbt run last executed the same statements (`time.monotonic()`)."""
+        self.recheck = recheck
+        """Seconds a confirmation holds: SQL rendered from data or the date can change rarely, so dbt
+        runs a node again this often and its recording must still agree."""
+        self.failures: dict[str, int] = {}
+        """Node -> replays that failed; from `GIVE_UP` on, the node is left to dbt for the process."""
         self.schema: str | None = None
         self._recording: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
@@ -91,49 +102,59 @@ class Plans:
         for node, statements in recorded.items():
             plan = _test_query(statements) if node.startswith("test.") else _normalised(statements, through)
             if plan is not None and self.statements.get(node) == plan:
-                self.confirmed.add(node)
+                self.confirmed[node] = time.monotonic()
             elif plan is not None:
                 self.statements[node] = plan
-                self.confirmed.discard(node)
+                self.confirmed.pop(node, None)
             else:
                 self.statements.pop(node, None)
-                self.confirmed.discard(node)
+                self.confirmed.pop(node, None)
 
     def covers(self, nodes: list[str], schema: str) -> bool:
-        return schema == self.schema and all(node in self.confirmed for node in nodes)
+        now = time.monotonic()
+        return schema == self.schema and all(
+            now - self.confirmed.get(node, -self.recheck) < self.recheck and self.failures.get(node, 0) < GIVE_UP
+            for node in nodes)
 
     def forget(self) -> None:
         self.statements.clear()
         self.confirmed.clear()
 
+    def _failed(self, node: str) -> None:
+        self.failures[node] = self.failures.get(node, 0) + 1
+        self.forget()
+
     def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int) -> None:
         """Execute the models' statements reading raw up to batch `through`; on error, roll back,
         forget every plan and raise (models before the failing one stay built, as with dbt)."""
-        cursor = conn.cursor()  # its own temporary tables, dropped when it closes
-        try:
-            for model in models:
-                started = time.perf_counter()
+        for model in models:
+            started = time.perf_counter()
+            cursor = conn.cursor()  # a connection per model, as dbt: its temporary tables go with it
+            try:
                 for statement in self.statements[model]:
                     cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
-                log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
-        except BaseException:
-            with suppress(duckdb.Error):
-                cursor.execute("rollback")
-            self.forget()
-            raise
-        finally:
-            cursor.close()
+            except BaseException:
+                with suppress(duckdb.Error):
+                    cursor.execute("rollback")
+                self._failed(model)
+                raise
+            finally:
+                cursor.close()
+            log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
 
     def check(self, conn: duckdb.DuckDBPyConnection, tests: list[str]) -> dict[str, tuple[int, bool, bool]]:
         """Run the tests' queries: per test, its failing rows and whether they warn and whether they fail."""
-        cursor = conn.cursor()
+        outcomes, cursor = {}, conn.cursor()
         try:
-            return {test: tuple(cursor.execute(self.statements[test][0]).fetchall()[0]) for test in tests}
+            for test in tests:
+                failures, should_warn, should_error = cursor.execute(self.statements[test][0]).fetchall()[0]
+                outcomes[test] = (failures, bool(should_warn), bool(should_error))
         except BaseException:
-            self.forget()
+            self._failed(test)
             raise
         finally:
             cursor.close()
+        return outcomes
 
 
 def _test_query(statements: list[str]) -> tuple[str] | None:
@@ -145,7 +166,7 @@ def _test_query(statements: list[str]) -> tuple[str] | None:
         keyword = body.split(None, 1)[0].lower() if body else ""
         if keyword in ("begin", "commit", "rollback"):
             continue
-        if keyword != "select" or (len(sql) == ABRIDGED and sql.endswith("...")):
+        if keyword != "select" or sql.endswith(ABRIDGED):
             return None
         if " as failures," in body and " as should_warn," in body and " as should_error" in body:
             queries.append(body)
@@ -157,13 +178,20 @@ def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
     None when they cannot be replayed (an abridged statement, or a batch bound other than the run's)."""
     plan = []
     for sql in statements:
-        if len(sql) == ABRIDGED and sql.endswith("..."):
+        if sql.endswith(ABRIDGED):
             return None
         body = QUERY_COMMENT.sub("", sql, count=1).strip()
-        if body.lower().startswith("select"):
+        if body.lower().startswith(("select", "describe")):
             continue  # dbt reading the catalog to plan: no effect to replay
         if any(int(bound) != through for bound in THROUGH.findall(body)):
             return None
         body = THROUGH.sub(lambda _: PLACEHOLDER, body)
         plan.append(TEMPORARY.sub("__mirador_tmp", body))
+    # Where dbt opens the transaction depends on its relation cache (before or after creating the
+    # temporary table): put it just before the first statement that changes a real table.
+    if plan.count("BEGIN") != 1 or plan.count("COMMIT") != 1 or plan.index("BEGIN") > plan.index("COMMIT"):
+        return None  # not the one transaction of dbt's materialization: a replay could leave it open
+    plan.remove("BEGIN")
+    first = next(i for i, body in enumerate(plan) if not body.lower().startswith("create temporary table"))
+    plan.insert(first, "BEGIN")
     return tuple(plan)

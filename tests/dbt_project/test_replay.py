@@ -87,6 +87,7 @@ def test_a_failing_replay_is_rolled_back_and_built_by_dbt(tmp_path):
     result = builder.build(connection, tests=False)
     assert result.success and not result.replayed
     assert not builder.plans.confirmed  # forgotten, recorded anew by dbt
+    assert builder.plans.failures == {mart: 1}
     assert_equals_full_refresh(path, tmp_path / "full")
 
 
@@ -136,16 +137,29 @@ def test_only_recordings_two_runs_agree_on_are_replayed():
     plans = Plans()
     bound = "select * from raw.t where _batch_id <= {} /* mirador_through_batch */"
     stable = lambda n: ["/* {\"app\": \"dbt\"} */ select column_name from information_schema.columns",  # noqa: E731
-                        f"create temporary table a__dbt_tmp2026112{n} as ({bound.format(n)})", "COMMIT"]
-    moving = lambda n: [f"insert into b select now() - interval {n} second"]  # noqa: E731
+                        f"create temporary table a__dbt_tmp2026112{n} as ({bound.format(n)})", "BEGIN",
+                        "delete from a", "COMMIT"]
+    moving = lambda n: ["BEGIN", f"insert into b select now() - interval {n} second", "COMMIT"]  # noqa: E731
     _record(plans, {"model.mirador.a": stable(7), "model.mirador.b": moving(7)}, through=7)
     assert not plans.confirmed
-    _record(plans, {"model.mirador.a": stable(9), "model.mirador.b": moving(9)}, through=9)
-    assert plans.confirmed == {"model.mirador.a"}
+    # dbt opens the transaction before or after creating the temporary table: the same plan.
+    begin_first = stable(9)
+    begin_first.insert(1, begin_first.pop(2))
+    _record(plans, {"model.mirador.a": begin_first, "model.mirador.b": moving(9)}, through=9)
+    assert set(plans.confirmed) == {"model.mirador.a"}
     assert plans.statements["model.mirador.a"] == (
-        f"create temporary table a__mirador_tmp as (select * from raw.t where _batch_id {PLACEHOLDER})", "COMMIT")
+        f"create temporary table a__mirador_tmp as (select * from raw.t where _batch_id {PLACEHOLDER})",
+        "BEGIN", "delete from a", "COMMIT")
     assert plans.covers(["model.mirador.a"], "s") and not plans.covers(["model.mirador.b"], "s")
     assert not plans.covers(["model.mirador.a"], "another schema")
+    plans.recheck = 0  # a confirmation holds only so long: then dbt runs the model again
+    assert not plans.covers(["model.mirador.a"], "s")
+    plans.recheck = 300
+
+    # A transaction that does not close, or an abridged statement, is not replayable.
+    _record(plans, {"model.mirador.c": ["BEGIN", "delete from c"],
+                    "model.mirador.d": ["BEGIN", "insert ...", "COMMIT"]}, through=9)
+    assert "model.mirador.c" not in plans.statements and "model.mirador.d" not in plans.statements
 
     # A data test is its one query counting failing rows; one that also writes is left to dbt.
     count = "select count(*) as failures, count(*) != 0 as should_warn, count(*) != 0 as should_error from (q)"
