@@ -106,6 +106,12 @@ class Builder:
             if not parsed.success:
                 raise TerminalError(f"dbt could not parse {self.project_dir}: {parsed.exception}")
             self.manifest = parsed.result
+            nodes = self.manifest.nodes
+            # Per model, what it reads (models and sources): the graph replays select from.
+            self._depends = {uid: node.depends_on.nodes for uid, node in nodes.items()
+                             if node.resource_type == "model"}
+            self._schemas = sorted({nodes[uid].schema for uid in self._depends}
+                                   | {source.schema for source in self.manifest.sources.values()})
             self._runner = dbtRunner(manifest=self.manifest, callbacks=[self.plans.observe])
             log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
         return self._runner
@@ -130,15 +136,14 @@ class Builder:
     def models_of(self, raw_tables: set[str]) -> list[str]:
         """The models downstream of the raw tables that changed, parents first."""
         self.runner()
-        nodes, sources = self.manifest.nodes, self.manifest.sources
-        models = {uid: node.depends_on.nodes for uid, node in nodes.items() if node.resource_type == "model"}
-        parents = {uid: [p for p in ups if p in models] for uid, ups in models.items()}
-        selected = {uid for uid, ups in models.items()
+        sources = self.manifest.sources
+        selected = {uid for uid, ups in self._depends.items()
                     if any(p in sources and sources[p].identifier in raw_tables for p in ups)}
-        while grown := {uid for uid, ups in parents.items() if uid not in selected and selected.intersection(ups)}:
+        while grown := {uid for uid, ups in self._depends.items()
+                        if uid not in selected and selected.intersection(ups)}:
             selected |= grown
-        return list(TopologicalSorter({uid: [p for p in parents[uid] if p in selected] for uid in sorted(selected)})
-                    .static_order())
+        return list(TopologicalSorter({uid: [p for p in self._depends[uid] if p in selected]
+                                       for uid in sorted(selected)}).static_order())
 
     def build(self, connection, *, full_refresh: bool = False, tests: bool = True) -> BuildResult:
         """Build what changed since the last successful build (everything on the first one).
@@ -160,11 +165,11 @@ class Builder:
         result = BuildResult(_build_id(), through, tested=tests or first or full_refresh, watermark=watermark)
         selected = ["fqn:*"] if first or full_refresh else self.sources_of(changed)
         if not result.tested and self.settings.run_replay and self._replay(
-                connection, result, self.models_of(changed), changed):
+                connection, result, self.models_of(changed), selected):
             return result
         return self._invoke(connection, result, "build" if result.tested else "run", selected, full_refresh)
 
-    def _replay(self, connection, result: BuildResult, nodes: list[str], changed: set[str]) -> bool:
+    def _replay(self, connection, result: BuildResult, nodes: list[str], selected: list[str]) -> bool:
         """Execute the recorded SQL of `nodes` (models: build them; tests: judge them as dbt does) if every
         one has a confirmed recording for the current schema; False leaves the work to dbt."""
         if not nodes or any(self.manifest.nodes[node].language != "sql" for node in nodes):
@@ -182,7 +187,7 @@ class Builder:
                 log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
                             ", ".join(node.split(".")[2] for node in nodes), err)
                 return False
-        result.selected, result.replayed = self.sources_of(changed), True
+        result.selected, result.replayed = selected, True
         result.seconds = time.perf_counter() - started
         self._record(connection, result)
         return True
@@ -205,16 +210,15 @@ class Builder:
             built = self._last(conn, tested=False)
             _, changed = self._changed(conn, last, built)
             conn.execute("commit")
-        result = BuildResult(_build_id(), built, tested=True)
-        if self.settings.run_replay and self._replay(connection, result, self.tests_of(changed), changed):
+        result, selected = BuildResult(_build_id(), built, tested=True), self.sources_of(changed)
+        if self.settings.run_replay and self._replay(connection, result, self.tests_of(changed), selected):
             return result
-        return self._invoke(connection, result, "test", self.sources_of(changed))
+        return self._invoke(connection, result, "test", selected)
 
     def schemas(self) -> list[str]:
         """The schemas of the project's sources and models: what dbt plans a build from."""
         self.runner()
-        return sorted({node.schema for node in self.manifest.nodes.values() if node.resource_type == "model"}
-                      | {source.schema for source in self.manifest.sources.values()})
+        return self._schemas
 
     def tests_of(self, raw_tables: set[str]) -> list[str]:
         """The data tests `dbt test --select source:<table>+` runs: those on anything downstream. (dbt
