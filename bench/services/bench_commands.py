@@ -173,7 +173,7 @@ def decrease_request(products: list[str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
     parser.add_argument("--pool", type=int, default=16, help="connections per worker")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -88,6 +89,11 @@ def build_app(
                 await conn.execute(idempotency.PRUNE, (settings.idempotency_ttl_hours,))
             app.state.pool = pool
             app.state.positions = WalPositions(pool)
+            # What start-up built (FastAPI, pydantic, the routes) lives as long as the process: frozen,
+            # it is no longer scanned by every full collection, which otherwise pauses all the
+            # worker's requests for tens of milliseconds (ADR 8).
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             await pool.close()
