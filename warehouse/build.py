@@ -116,13 +116,15 @@ class Builder:
             log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
         return self._runner
 
-    def exposed_models(self) -> list[str]:
-        """The marts marked `meta.expose` in their YAML: what gets published."""
+    def exposed_models(self) -> dict[str, list[str]]:
+        """The marts marked `meta.expose` in their YAML, what gets published: name -> `meta.primary_key`."""
         self.runner()
-        return sorted(
-            node.name for node in self.manifest.nodes.values()
-            if node.resource_type == "model" and (node.config.meta or node.meta or {}).get("expose")
-        )
+        exposed = {}
+        for node in self.manifest.nodes.values():
+            meta = node.config.meta or node.meta or {}
+            if node.resource_type == "model" and meta.get("expose"):
+                exposed[node.name] = list(meta.get("primary_key") or [])
+        return dict(sorted(exposed.items()))
 
     def sources_of(self, raw_tables: set[str]) -> list[str]:
         """dbt selectors `source:<name>.<table>+` for the raw tables that changed."""

@@ -94,6 +94,10 @@ class PipelineSettings(LoaderSettings):
     publish_keep: int = Field(3, ge=1)
     """Published snapshots kept besides the current one (readers may still be on older ones)."""
 
+    publish_rewrite_every: int = Field(50, ge=1)
+    """A publication copies the previous one and applies the rows that changed; every this many, the
+    marts are copied whole instead (which also reclaims the space of deleted rows). 1: always whole."""
+
     run_interval: float = Field(1.0, gt=0)
     """In `mirador run`, a build starts as soon as a batch lands; with none, the watermark is
     refreshed every this many seconds."""

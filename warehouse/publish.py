@@ -6,6 +6,11 @@ never written again, then replaces `current.json` (write to a temporary file, fs
 a reader sees the old publication or the new one, never a half-built one. A reader that opened an
 older file keeps reading it, even after it is removed. The pointer carries the watermark: per
 service, the newest source LSN and commit time included, plus the build id and time.
+
+A new publication starts as a copy of the previous file and applies the rows that differ, found by
+comparing each mart with its published copy, keyed by the mart's primary key (ADR 8): a cycle writes
+what changed, not the whole marts. Every `rewrite_every` publications, after a schema change, or
+without a previous file, the marts are copied whole, which also drops the space deleted rows left.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +42,8 @@ class Publication:
     watermark: dict[str, dict]
     tested_through_batch: int | None = None
     """Data tests passed on every batch up to this one (`mirador run` tests every few seconds)."""
+    increments: int = 0
+    """Publications since the marts were last copied whole, each the previous file plus what changed."""
 
     def path(self, directory: Path) -> Path:
         return directory / self.file
@@ -73,9 +82,10 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 
 def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
-            tables: list[str], watermark: dict[str, dict], *, tested_through_batch: int | None = None,
-            keep: int = 3) -> Publication:
-    """Copy `marts.<table>` for each exposed table into `<directory>/<build_id>.duckdb` and switch to it.
+            tables: Mapping[str, Sequence[str]], watermark: dict[str, dict], *,
+            tested_through_batch: int | None = None, keep: int = 3, rewrite_every: int = 50) -> Publication:
+    """Publish `marts.<table>` for each exposed table (name -> primary key columns) into
+    `<directory>/<build_id>.duckdb` and switch to it.
 
     `conn` is the working file, held by the caller; `watermark` is the build's (read before it ran).
     """
@@ -84,16 +94,26 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     built_at = _now()
+    previous = current_publication(directory)
+    base = previous.path(directory) if previous and previous.increments + 1 < rewrite_every else None
+    if base is not None and base.exists():
+        shutil.copyfile(base, partial)
+        increments = previous.increments + 1
+    else:
+        increments = 0
     conn.execute(f"attach '{partial}' as publication")
     try:
-        for table in tables:
-            # Columns named with a leading underscore (`_batch_id`) are the pipeline's, not the readers'.
-            columns = [name for (name,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = 'marts' "
-                "and table_name = ? and column_name not like '\\_%' escape '\\' order by ordinal_position",
-                [table]).fetchall()]
-            select = ", ".join(f'"{name}"' for name in columns)
-            conn.execute(f'create table publication.main."{table}" as select {select} from marts."{table}"')
+        marts, published = _columns(conn, "marts", public=True), _columns(conn, "publication")
+        for table, key in tables.items():
+            columns = marts.get(table, [])
+            if increments and key and published.get(table) == columns:
+                _apply_changes(conn, table, [name for name, _ in columns], list(key))
+            else:
+                conn.execute(f'drop table if exists publication.main."{table}"')
+                conn.execute(f'create table publication.main."{table}" as select {_list(columns)} '
+                             f'from marts."{table}"')
+        for stale in published.keys() - tables.keys():
+            conn.execute(f'drop table publication.main."{stale}"')
         conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
                      "built_at, ? as through_batch, ?::json as watermark",
                      [build_id, built_at, through_batch, json.dumps(watermark)])
@@ -101,11 +121,45 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         conn.execute("detach publication")
     _fsync(partial)
     os.replace(partial, target)
-    publication = Publication(build_id, target.name, built_at, _now(), through_batch, tables, watermark,
-                              tested_through_batch)
+    publication = Publication(build_id, target.name, built_at, _now(), through_batch, list(tables), watermark,
+                              tested_through_batch, increments)
     switch(directory, publication)
     _prune(directory, keep)
     return publication
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, catalog: str, public: bool = False) -> dict[str, list[tuple]]:
+    """Per table of the marts (or of the publication), its (name, type) columns in order; `public`:
+    without the pipeline's own (`_batch_id`)."""
+    where = ("table_schema = 'marts'" if catalog == "marts"
+             else "table_catalog = 'publication' and table_schema = 'main'")
+    if public:
+        where += " and column_name not like '\\_%' escape '\\'"
+    tables: dict[str, list[tuple]] = {}
+    for table, name, data_type in conn.execute(
+            f"select table_name, column_name, data_type from information_schema.columns where {where} "
+            "order by table_name, ordinal_position").fetchall():
+        tables.setdefault(table, []).append((name, data_type))
+    return tables
+
+
+def _list(columns: list[tuple]) -> str:
+    return ", ".join(f'"{name}"' for name, *_ in columns)
+
+
+def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str]) -> None:
+    """Make the published copy of `table` equal the mart: rows that differ or are gone are deleted by
+    key, rows new or changed are inserted. Set operations compare NULLs as equal."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    keys = ", ".join(f'"{name}"' for name in key)
+    published, mart = f'publication.main."{table}"', f'marts."{table}"'
+    conn.execute(f"create or replace temporary table mirador_changed as "
+                 f"select {names} from {mart} except select {names} from {published}")
+    match = " and ".join(f'{published}."{name}" = gone."{name}"' for name in key)
+    conn.execute(f"delete from {published} using (select {keys} from {published} except select {keys} from {mart} "
+                 f"union all select {keys} from mirador_changed) as gone where {match}")
+    conn.execute(f"insert into {published} select {names} from mirador_changed")
+    conn.execute("drop table mirador_changed")
 
 
 def refresh_watermark(directory: Path, watermark: dict[str, dict]) -> Publication | None:

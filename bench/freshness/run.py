@@ -1,6 +1,6 @@
 """Commit-to-visible latency of the view tables under shop traffic.
 
-    .venv/bin/python bench/freshness/run.py [--rate 500] [--duration 60] [--probes 5] [--workers 2]
+    .venv/bin/python bench/freshness/run.py [--rate 500] [--duration 60] [--probes 5] [--workers 1]
 
 With the stack up, it starts the four services, catches the warehouse up with the topics' history
 (once: the bench's state dir is kept between runs), then runs `mirador run` while `mirador simulate`
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--probes", type=float, default=5, help="probe commands per second")
     parser.add_argument("--warm-up", type=float, default=90.0,
                         help="at most this many seconds of traffic before probing: until builds and tests replay")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
     args = parser.parse_args()
 
     settings = StackSettings()
@@ -183,7 +183,7 @@ def main() -> None:
     print(f"commit -> raw (loader)        {_percentiles(landed)}")
     print(f"commit -> published view      {_percentiles(visible)}")
     for kind, what in (("replayed", "recorded SQL of the models"), ("dbt run", "models only"),
-                       ("dbt build", "models and tests"), ("publish", "copy of the marts")):
+                       ("dbt build", "models and tests"), ("publish", "previous file + changed rows")):
         seconds = [float(m.group(1)) for m in (re.search(rf"{kind} ([0-9.]+)s", line) for line in cycles) if m]
         if seconds:
             print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
