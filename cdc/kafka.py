@@ -77,7 +77,9 @@ def start(settings: StackSettings) -> bool:
         port=settings.kafka_port, controller_port=settings.kafka_controller_port, log_dirs=data))
     classpath = jars.kafka_classpath(settings)
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's own ids: a leading "-" would read as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = jvm.command(settings, "kafka-storage", "256m", classpath, "kafka.tools.StorageTool",
                           "format", "-t", cluster_id, "-c", str(config))
         proc = subprocess.run(cmd, capture_output=True, text=True)
