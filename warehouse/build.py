@@ -184,7 +184,9 @@ class Builder:
                 if nodes[0].startswith("test."):
                     self._judge(result, self.plans.check(conn, nodes))
                 else:
-                    self.plans.replay(conn, nodes, result.through_batch)
+                    self.plans.replay(conn, nodes, result.through_batch,
+                                      parents={node: set(self._depends[node]) for node in nodes},
+                                      threads=self.settings.run_replay_threads)
             except Exception as err:  # noqa: BLE001 - dbt runs it instead, and reports what it finds
                 log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
                             ", ".join(node.split(".")[2] for node in nodes), err)

@@ -117,6 +117,9 @@ class PipelineSettings(LoaderSettings):
     """In `mirador run`, seconds a replayed node's recording holds before dbt runs it again to check it
     (SQL rendered from data or the date changes seldom, but can)."""
 
+    run_replay_threads: int = Field(2, ge=1)
+    """Models a replay executes at once, each as soon as its parents are done (dbt's `threads`)."""
+
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""
 

@@ -5,7 +5,8 @@ delete+insert of its materialization, its hooks. Only the last batch the build r
 macros/raw_source.sql marks it. dbt spends most of a small build rendering and planning those
 statements (about 50 ms of CPU a model, against a few ms of SQL), so `mirador run` records what dbt
 executes for each model and, once two consecutive dbt runs of a model executed the same statements,
-executes them itself for the next batches, in the same transactions, in dependency order.
+executes them itself for the next batches, in the same transactions, each model once its parents
+are done, a few at once (as dbt's threads).
 
 A recording holds only while what dbt planned it from holds:
 - the project: parsed once per process, and plans live in the process's memory;
@@ -29,6 +30,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 
 import duckdb
@@ -124,23 +126,47 @@ class Plans:
         self.failures[node] = self.failures.get(node, 0) + 1
         self.forget()
 
-    def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int) -> None:
-        """Execute the models' statements reading raw up to batch `through`; on error, roll back,
-        forget every plan and raise (models before the failing one stay built, as with dbt)."""
-        for model in models:
-            started = time.perf_counter()
-            cursor = conn.cursor()  # a connection per model, as dbt: its temporary tables go with it
-            try:
-                for statement in self.statements[model]:
-                    cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
-            except BaseException:
-                with suppress(duckdb.Error):
-                    cursor.execute("rollback")
-                self._failed(model)
-                raise
-            finally:
-                cursor.close()
-            log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
+    def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int,
+               parents: dict[str, set[str]] | None = None, threads: int = 1) -> None:
+        """Execute the models' statements reading raw up to batch `through`, each once its `parents` (among
+        `models`) are done, up to `threads` at once; on error, roll the failing one back, let those
+        running finish, forget every plan and raise (models done stay built, as with dbt)."""
+        parents = parents or {}
+        waiting = {model: set(parents.get(model, ())) & set(models) for model in models}
+        done: set[str] = set()
+        failure: tuple[str, BaseException] | None = None
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="replay") as pool:
+            running: dict[Future, str] = {}
+            while failure is None and waiting or running:
+                for model in [m for m, ups in waiting.items() if ups <= done] if failure is None else []:
+                    del waiting[model]
+                    # a connection per model, as dbt: its temporary tables go with it
+                    running[pool.submit(self._execute, conn.cursor(), model, through)] = model
+                if not running:
+                    raise RuntimeError(f"cannot replay {sorted(waiting)}: their parents were not replayed")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    model = running.pop(future)
+                    if (error := future.exception()) is None:
+                        done.add(model)
+                    elif failure is None:
+                        failure = (model, error)
+        if failure is not None:
+            self._failed(failure[0])
+            raise failure[1]
+
+    def _execute(self, cursor: duckdb.DuckDBPyConnection, model: str, through: int) -> None:
+        started = time.perf_counter()
+        try:
+            for statement in self.statements[model]:
+                cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
+        except BaseException:
+            with suppress(duckdb.Error):
+                cursor.execute("rollback")
+            raise
+        finally:
+            cursor.close()
+        log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
 
     def check(self, conn: duckdb.DuckDBPyConnection, tests: list[str]) -> dict[str, tuple[int, bool, bool]]:
         """Run the tests' queries: per test, its failing rows and whether they warn and whether they fail."""
