@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 THROUGH = re.compile(r"<= (-?\d+) /\* mirador_through_batch \*/")
 """The last batch a build reads, as macros/raw_source.sql renders it."""
 PLACEHOLDER = "<= {through} /* mirador_through_batch */"
+BUILT = re.compile(r"cast\((-?\d+) /\* mirador_built_batch \*/ as bigint\)")
+"""The same batch stamped on the marts' rows (`_built_batch`, macros/raw_source.sql)."""
+BUILT_PLACEHOLDER = "cast({through} /* mirador_built_batch */ as bigint)"
 TEMPORARY = re.compile(r"__dbt_tmp\d+")
 """dbt names a model's temporary relation after the time of the run."""
 QUERY_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.S)
@@ -159,7 +162,8 @@ class Plans:
         started = time.perf_counter()
         try:
             for statement in self.statements[model]:
-                cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)))
+                cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through))
+                               .replace(BUILT_PLACEHOLDER, BUILT_PLACEHOLDER.format(through=through)))
         except BaseException:
             with suppress(duckdb.Error):
                 cursor.execute("rollback")
@@ -209,9 +213,9 @@ def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
         body = QUERY_COMMENT.sub("", sql, count=1).strip()
         if body.lower().startswith(("select", "describe")):
             continue  # dbt reading the catalog to plan: no effect to replay
-        if any(int(bound) != through for bound in THROUGH.findall(body)):
+        if any(int(bound) != through for bound in THROUGH.findall(body) + BUILT.findall(body)):
             return None
-        body = THROUGH.sub(lambda _: PLACEHOLDER, body)
+        body = BUILT.sub(lambda _: BUILT_PLACEHOLDER, THROUGH.sub(lambda _: PLACEHOLDER, body))
         plan.append(TEMPORARY.sub("__mirador_tmp", body))
     # Where dbt opens the transaction depends on its relation cache (before or after creating the
     # temporary table): put it just before the first statement that changes a real table.

@@ -103,11 +103,13 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         increments = 0
     conn.execute(f"attach '{partial}' as publication")
     try:
-        marts, published = _columns(conn, "marts", public=True), _columns(conn, "publication")
+        marts, published = _columns(conn, "marts"), _columns(conn, "publication")
+        since = _published_through(conn, previous, through_batch) if increments else None
         for table, key in tables.items():
-            columns = marts.get(table, [])
+            columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
             if increments and key and published.get(table) == columns:
-                _apply_changes(conn, table, [name for name, _ in columns], list(key))
+                marked = since is not None and ("_built_batch", "BIGINT") in marts[table]
+                _apply_changes(conn, table, [name for name, _ in columns], list(key), since if marked else None)
             else:
                 conn.execute(f'drop table if exists publication.main."{table}"')
                 conn.execute(f'create table publication.main."{table}" as select {_list(columns)} '
@@ -128,13 +130,10 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     return publication
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, catalog: str, public: bool = False) -> dict[str, list[tuple]]:
-    """Per table of the marts (or of the publication), its (name, type) columns in order; `public`:
-    without the pipeline's own (`_batch_id`)."""
+def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple]]:
+    """Per table of the marts (or of the publication), its (name, type) columns in order."""
     where = ("table_schema = 'marts'" if catalog == "marts"
              else "table_catalog = 'publication' and table_schema = 'main'")
-    if public:
-        where += " and column_name not like '\\_%' escape '\\'"
     tables: dict[str, list[tuple]] = {}
     for table, name, data_type in conn.execute(
             f"select table_name, column_name, data_type from information_schema.columns where {where} "
@@ -143,18 +142,46 @@ def _columns(conn: duckdb.DuckDBPyConnection, catalog: str, public: bool = False
     return tables
 
 
+def _published_through(conn: duckdb.DuckDBPyConnection, previous: Publication, through_batch: int) -> int | None:
+    """The batch the previous publication was built through, when it was built from this warehouse
+    (its build is recorded here) and not from batches this one has not reached: rows a build stamped
+    with a later `_built_batch` are the only ones written since. None: compare the rows instead."""
+    if through_batch < previous.through_batch:
+        return None
+    try:
+        found = conn.execute("select count(*) from loader.builds where build_id = ? and success",
+                             [previous.build_id]).fetchone()[0]
+    except duckdb.CatalogException:
+        return None
+    return previous.through_batch if found else None
+
+
 def _list(columns: list[tuple]) -> str:
     return ", ".join(f'"{name}"' for name, *_ in columns)
 
 
-def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str]) -> None:
+def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str],
+                   since: int | None) -> None:
     """Make the published copy of `table` equal the mart: rows that differ or are gone are deleted by
-    key, rows new or changed are inserted. Set operations compare NULLs as equal."""
+    key, rows new or changed are inserted.
+
+    With `since`, the rows a build wrote after that batch (`_built_batch`) are the changed ones, and
+    rows no pipeline build stamped (an analyst's dbt run) are compared; without, every row is compared.
+    Set operations compare NULLs as equal.
+    """
     names = ", ".join(f'"{name}"' for name in columns)
     keys = ", ".join(f'"{name}"' for name in key)
     published, mart = f'publication.main."{table}"', f'marts."{table}"'
-    conn.execute(f"create or replace temporary table mirador_changed as "
-                 f"select {names} from {mart} except select {names} from {published}")
+    compared = f"select {names} from {mart} except select {names} from {published}"
+    if since is not None:
+        unstamped = conn.execute(f"select count(*) from {mart} where _built_batch is null").fetchone()[0]
+        changed = f"select {names} from {mart} where _built_batch > {int(since)}"
+        if unstamped:
+            changed += (f" union all (select {names} from {mart} where _built_batch is null "
+                        f"except select {names} from {published})")
+    else:
+        changed = compared
+    conn.execute(f"create or replace temporary table mirador_changed as {changed}")
     match = " and ".join(f'{published}."{name}" = gone."{name}"' for name in key)
     conn.execute(f"delete from {published} using (select {keys} from {published} except select {keys} from {mart} "
                  f"union all select {keys} from mirador_changed) as gone where {match}")

@@ -34,6 +34,22 @@
 {%- endmacro %}
 
 
+{#
+    The build that wrote a mart's row: the last batch the build read (var `mirador_through_batch`).
+    Publication copies the previous publication and applies only the rows written since it, plus the
+    keys gone (warehouse/publish.py); replay puts the next build's batch in place of the marked one.
+    NULL when dbt runs without the var (an analyst's build): publication compares those rows whole.
+#}
+{% macro built_batch() -%}
+    {%- set through = var('mirador_through_batch', none) -%}
+    {%- if through is none -%}
+    cast(null as bigint)
+    {%- else -%}
+    cast({{ through | int }} /* mirador_built_batch */ as bigint)
+    {%- endif -%}
+{%- endmacro %}
+
+
 {# The loader's metadata columns on every raw table (warehouse/catalog.py documents them). #}
 {% macro raw_metadata_columns() -%}
     {{ return({

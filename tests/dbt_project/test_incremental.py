@@ -32,7 +32,9 @@ def _build(path: Path, full_refresh: bool = False, tests: bool = True):
 
 
 def _table(conn: duckdb.DuckDBPyConnection, name: str, schema: str) -> set[tuple]:
-    return set(conn.execute(f"select * from {schema}.{name}").fetchall())
+    # A mart row's `_built_batch` names the build that wrote it: by design not what a full refresh stamps.
+    exclude = " exclude (_built_batch)" if schema == "marts" else ""
+    return set(conn.execute(f"select *{exclude} from {schema}.{name}").fetchall())
 
 
 def assert_equals_full_refresh(built: Path, workdir: Path) -> None:

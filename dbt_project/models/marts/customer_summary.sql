@@ -80,4 +80,4 @@ final as (
     left join invoice_figures using (customer_id)
 )
 
-select * from final
+select *, {{ built_batch() }} as _built_batch from final

@@ -95,4 +95,4 @@ final as (
     left join current_invoice using (order_id)
 )
 
-select * from final
+select *, {{ built_batch() }} as _built_batch from final

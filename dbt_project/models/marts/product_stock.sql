@@ -58,4 +58,4 @@ final as (
     left join folded using (product_id)
 )
 
-select * from final
+select *, {{ built_batch() }} as _built_batch from final

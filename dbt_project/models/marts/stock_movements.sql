@@ -30,4 +30,4 @@ final as (
     from events
 )
 
-select * from final
+select *, {{ built_batch() }} as _built_batch from final
