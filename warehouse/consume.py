@@ -53,6 +53,8 @@ class ChangeConsumer:
         self.assigned: set[TP] = set()
         self.next: dict[TP, int] = {}
         self._last_error_log = 0.0
+        self.committed: dict[TP, int] = {}
+        """The last positions told to Kafka, committed again, synchronously, when the loader stops."""
 
     def wants(self, topic: str) -> bool:
         return topic in self._exact or any(p.match(topic) for p in self._patterns)
@@ -145,14 +147,19 @@ class ChangeConsumer:
         """Topics with a partition not yet read to its known end."""
         return {tp[0] for tp in self.assigned if tp not in high or self.position(tp) < high[tp]}
 
-    def commit(self, positions: dict[TP, int]) -> None:
+    def commit(self, positions: dict[TP, int], asynchronous: bool = True) -> None:
         """Tell Kafka how far the loader got, for lag dashboards; DuckDB holds the truth."""
+        self.committed.update(positions)
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         if offsets:
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
+                self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
             except KafkaException as err:
                 log.debug("monitoring commit failed: %s", err)
+
+    def commit_last(self) -> None:
+        """Commit the last positions again and wait for it: closing may drop an asynchronous one."""
+        self.commit(dict(self.committed), asynchronous=False)
 
     def close(self) -> None:
         self.consumer.close()

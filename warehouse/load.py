@@ -97,6 +97,7 @@ class Loader:
             if pending:
                 self._finish(*pending)
                 pending = None
+            consumer.commit_last()
         finally:
             if pending:  # an error elsewhere: still let the batch in flight commit or fail cleanly
                 pending[0].exception()
