@@ -7,10 +7,12 @@ a reader sees the old publication or the new one, never a half-built one. A read
 older file keeps reading it, even after it is removed. The pointer carries the watermark: per
 service, the newest source LSN and commit time included, plus the build id and time.
 
-A new publication starts as a copy of the previous file and applies the rows that differ, found by
-comparing each mart with its published copy, keyed by the mart's primary key (ADR 8): a cycle writes
-what changed, not the whole marts. Every `rewrite_every` publications, after a schema change, or
-without a previous file, the marts are copied whole, which also drops the space deleted rows left.
+A new publication starts as a copy of the previous file and applies what changed, keyed by each
+mart's primary key (ADR 8): the rows builds wrote since the previous publication (stamped with
+`_built_batch`), the keys gone, and rows nothing stamped, found by comparing them whole (as every row
+is when the previous publication is not this warehouse's). Every `rewrite_every` publications, after
+a schema change, or without a previous file, the marts are copied whole, which also drops the space
+deleted rows left.
 """
 
 from __future__ import annotations
