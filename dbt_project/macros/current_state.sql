@@ -70,40 +70,23 @@ history as (
     select * from changes
 ),
 
-filled as (
-    select
-        {{ key_list }},
-        {%- for column in value_columns %}
-        (last_value(
-            case when (not _deleted or _offset = -1) and not list_contains(_unavailable, '{{ column }}')
-                then {'v': {{ staged[column] }}} end
-            ignore nulls
-        ) over key_history).v as {{ staged[column] }},
-        {%- endfor %}
-        _deleted,
-        _lsn,
-        _offset,
-        _commit_ts,
-        _batch_id
-    from history
-    window key_history as (
-        partition by {{ key_list }} order by _lsn, _offset
-        rows between unbounded preceding and current row
-    )
-),
-
 final as (
+    -- Per key, its newest change (by LSN, then offset) for the flags, and for each column the newest
+    -- version that carries its value: not a delete (unless it is the staged version) and not an
+    -- unchanged TOAST placeholder. One aggregate, not a window per column.
     select
         {{ key_list }},
         {%- for column in value_columns %}
-        {{ staged[column] }},
+        (arg_max({'v': {{ staged[column] }}}, [_lsn, _offset]) filter (
+            where (not _deleted or _offset = -1) and not list_contains(_unavailable, '{{ column }}')
+        )).v as {{ staged[column] }},
         {%- endfor %}
-        _deleted,
-        _lsn,
-        _commit_ts,
-        _batch_id
-    from filled
-    qualify row_number() over (partition by {{ key_list }} order by _lsn desc, _offset desc) = 1
+        arg_max(_deleted, [_lsn, _offset]) as _deleted,
+        max(_lsn) as _lsn,
+        arg_max(_commit_ts, [_lsn, _offset]) as _commit_ts,
+        arg_max(_batch_id, [_lsn, _offset]) as _batch_id
+    from history
+    group by {{ key_list }}
 )
 
 select * from final
