@@ -31,6 +31,9 @@ import duckdb
 log = logging.getLogger(__name__)
 
 POINTER = "current.json"
+WHOLE_ABOVE = 0.2
+"""A mart whose builds rewrote more than this share of its rows since the last publication is copied
+whole."""
 
 
 @dataclass
@@ -109,10 +112,9 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         since = _published_through(conn, previous, through_batch) if increments else None
         for table, key in tables.items():
             columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
-            if increments and key and published.get(table) == columns:
-                marked = since is not None and ("_built_batch", "BIGINT") in marts[table]
-                _apply_changes(conn, table, [name for name, _ in columns], list(key), since if marked else None)
-            else:
+            marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
+            if not (increments and key and published.get(table) == columns and _apply_changes(
+                    conn, table, [name for name, _ in columns], list(key), since if marked else None)):
                 conn.execute(f'drop table if exists publication.main."{table}"')
                 conn.execute(f'create table publication.main."{table}" as select {_list(columns)} '
                              f'from marts."{table}"')
@@ -163,9 +165,9 @@ def _list(columns: list[tuple]) -> str:
 
 
 def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str],
-                   since: int | None) -> None:
+                   since: int | None) -> bool:
     """Make the published copy of `table` equal the mart: rows that differ or are gone are deleted by
-    key, rows new or changed are inserted.
+    key, rows new or changed are inserted. False (nothing done) when a build rewrote most of the mart.
 
     With `since`, the rows a build wrote after that batch (`_built_batch`) are the changed ones, and
     rows no pipeline build stamped (an analyst's dbt run) are compared; without, every row is compared.
@@ -176,7 +178,11 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     published, mart = f'publication.main."{table}"', f'marts."{table}"'
     compared = f"select {names} from {mart} except select {names} from {published}"
     if since is not None:
-        unstamped = conn.execute(f"select count(*) from {mart} where _built_batch is null").fetchone()[0]
+        stamped, unstamped, rows = conn.execute(
+            f"select count(*) filter (where _built_batch > {int(since)}), "
+            f"count(*) filter (where _built_batch is null), count(*) from {mart}").fetchone()
+        if stamped > WHOLE_ABOVE * rows:
+            return False  # most of it was rebuilt (after a truncate, say): a whole copy is cheaper
         changed = f"select {names} from {mart} where _built_batch > {int(since)}"
         if unstamped:
             changed += (f" union all (select {names} from {mart} where _built_batch is null "
@@ -189,6 +195,7 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
                  f"union all select {keys} from mirador_changed) as gone where {match}")
     conn.execute(f"insert into {published} select {names} from mirador_changed")
     conn.execute("drop table mirador_changed")
+    return True
 
 
 def refresh_watermark(directory: Path, watermark: dict[str, dict]) -> Publication | None:
