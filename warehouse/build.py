@@ -112,6 +112,10 @@ class Builder:
                              if node.resource_type == "model"}
             self._schemas = sorted({nodes[uid].schema for uid in self._depends}
                                    | {source.schema for source in self.manifest.sources.values()})
+            metas = {node.name: node.config.meta or node.meta or {} for node in nodes.values()
+                     if node.resource_type == "model"}
+            self._exposed = {name: list(meta.get("primary_key") or [])
+                             for name, meta in sorted(metas.items()) if meta.get("expose")}
             self._runner = dbtRunner(manifest=self.manifest, callbacks=[self.plans.observe])
             log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
         return self._runner
@@ -119,12 +123,7 @@ class Builder:
     def exposed_models(self) -> dict[str, list[str]]:
         """The marts marked `meta.expose` in their YAML, what gets published: name -> `meta.primary_key`."""
         self.runner()
-        exposed = {}
-        for node in self.manifest.nodes.values():
-            meta = node.config.meta or node.meta or {}
-            if node.resource_type == "model" and meta.get("expose"):
-                exposed[node.name] = list(meta.get("primary_key") or [])
-        return dict(sorted(exposed.items()))
+        return self._exposed
 
     def sources_of(self, raw_tables: set[str]) -> list[str]:
         """dbt selectors `source:<name>.<table>+` for the raw tables that changed."""

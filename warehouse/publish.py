@@ -116,8 +116,8 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
             if not (increments and key and published.get(table) == columns and _apply_changes(
                     conn, table, [name for name, _ in columns], list(key), since if marked else None)):
                 conn.execute(f'drop table if exists publication.main."{table}"')
-                conn.execute(f'create table publication.main."{table}" as select {_list(columns)} '
-                             f'from marts."{table}"')
+                conn.execute(f'create table publication.main."{table}" as '
+                             f'select {_quoted(name for name, _ in columns)} from marts."{table}"')
         for stale in published.keys() - tables.keys():
             conn.execute(f'drop table publication.main."{stale}"')
         conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
@@ -160,8 +160,8 @@ def _published_through(conn: duckdb.DuckDBPyConnection, previous: Publication, t
     return previous.through_batch if found else None
 
 
-def _list(columns: list[tuple]) -> str:
-    return ", ".join(f'"{name}"' for name, *_ in columns)
+def _quoted(names) -> str:
+    return ", ".join(f'"{name}"' for name in names)
 
 
 def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str],
@@ -173,11 +173,15 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     rows no pipeline build stamped (an analyst's dbt run) are compared; without, every row is compared.
     Set operations compare NULLs as equal.
     """
-    names = ", ".join(f'"{name}"' for name in columns)
-    keys = ", ".join(f'"{name}"' for name in key)
+    names, keys = _quoted(columns), _quoted(key)
     published, mart = f'publication.main."{table}"', f'marts."{table}"'
-    compared = f"select {names} from {mart} except select {names} from {published}"
-    if since is not None:
+
+    def differing(where: str = "") -> str:
+        return f"select {names} from {mart} {where} except select {names} from {published}"
+
+    if since is None:
+        changed = differing()
+    else:
         stamped, unstamped, rows = conn.execute(
             f"select count(*) filter (where _built_batch > {int(since)}), "
             f"count(*) filter (where _built_batch is null), count(*) from {mart}").fetchone()
@@ -185,10 +189,7 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
             return False  # most of it was rebuilt (after a truncate, say): a whole copy is cheaper
         changed = f"select {names} from {mart} where _built_batch > {int(since)}"
         if unstamped:
-            changed += (f" union all (select {names} from {mart} where _built_batch is null "
-                        f"except select {names} from {published})")
-    else:
-        changed = compared
+            changed += f" union all ({differing('where _built_batch is null')})"
     conn.execute(f"create or replace temporary table mirador_changed as {changed}")
     match = " and ".join(f'{published}."{name}" = gone."{name}"' for name in key)
     conn.execute(f"delete from {published} using (select {keys} from {published} except select {keys} from {mart} "
