@@ -1,5 +1,6 @@
 """Benchmark: place-order (3 lines) and decrease-stock (over 1,000 products) through the HTTP services,
-side by side with pgbench writing the same rows straight into Postgres, at the same concurrency.
+side by side with two baselines writing the same rows straight into Postgres, at the same concurrency:
+pgbench (a C client) and a plain psycopg loop (the services' own driver, bench/services/psycopg_loop.py).
 
     .venv/bin/python -m bench.services.bench_commands [--workers 2] [--seconds 15] [--repeats 3]
 
@@ -29,7 +30,7 @@ import psycopg
 import uvloop
 from psycopg.conninfo import conninfo_to_dict
 
-from bench.services import loadgen
+from bench.services import loadgen, psycopg_loop
 from bench.services.cpu import CpuMeter
 from services import runner
 from tests.ports import free_ports
@@ -153,6 +154,15 @@ def pgbench_run(workload: str, script: str, service: str, concurrency: int, seco
     return Run(workload, "pgbench", tps, pick(50), pick(99), failed, load, processed)
 
 
+def psycopg_run(workload: str, transaction: psycopg_loop.Transaction, service: str, concurrency: int,
+                seconds: float) -> Run:
+    load = os.getloadavg()[0]
+    result = uvloop.run(psycopg_loop.run(_dsn(service), transaction, concurrency=concurrency, seconds=seconds))
+    errors = sum(n for status, n in result.statuses.items() if status >= 300)
+    return Run(workload, "psycopg", result.rate, result.percentile(50) * 1000, result.percentile(99) * 1000,
+               errors, load, result.completed)
+
+
 def place_order_request(products: list[str]):
     def make() -> loadgen.Request:
         lines = [{"product_id": random.choice(products), "quantity": random.randint(1, 3), "unit_price": "9.99"}
@@ -201,7 +211,7 @@ def main() -> None:
               f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats\n")
         print("cdc s: seconds Debezium needed after the run to catch up with the WAL it wrote.\n"
               "CPU us/command, the CDC catch-up included: service (uvicorn workers), postgres, cdc (Debezium\n"
-              "and Kafka), client (load generator or pgbench). projected: 2 cores / (service+postgres+cdc).\n")
+              "and Kafka), client (load generator, pgbench or psycopg loop). projected: 2 cores / (service+postgres+cdc).\n")
         print(f"{'workload':<15} {'path':<8} {'cmd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'load1':>6} "
               f"{'cdc s':>5} {'service':>7} {'pg':>7} {'cdc':>7} {'client':>7} {'projected':>9}")
         workloads = {
@@ -209,15 +219,20 @@ def main() -> None:
                 lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
                                  args.seconds),
                 lambda: pgbench_run("place-order", "place_order.sql", "orders", args.concurrency, args.seconds,
-                                    {"lines": lines, "response": RESPONSE})),
+                                    {"lines": lines, "response": RESPONSE}),
+                lambda: psycopg_run("place-order", psycopg_loop.place_order(lines, RESPONSE), "orders",
+                                    args.concurrency, args.seconds)),
             "decrease-stock": (
                 lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
                                  args.concurrency, args.seconds),
                 lambda: pgbench_run("decrease-stock", "decrease_stock.sql", "inventory", args.concurrency,
                                     args.seconds, {"run": baseline_run, "products": str(args.products),
-                                                   "response": RESPONSE})),
+                                                   "response": RESPONSE}),
+                lambda: psycopg_run("decrease-stock", psycopg_loop.decrease_stock(baseline_run, args.products,
+                                                                                  RESPONSE),
+                                    "inventory", args.concurrency, args.seconds)),
         }
-        chosen = [run for name, pair in workloads.items() if name in (args.workload or workloads) for run in pair]
+        chosen = [run for name, paths in workloads.items() if name in (args.workload or workloads) for run in paths]
         for _ in range(args.repeats):
             for run in chosen:
                 wait_for_cdc()
@@ -237,19 +252,23 @@ def main() -> None:
 
 
 def summarize(runs: list[Run]) -> None:
+    """Medians per workload and path, and the HTTP rate as a share of each baseline's (median of the
+    ratios within a repeat, each measured under the same load)."""
     print("\nmedians")
-    print(f"{'workload':<15} {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'pgbench tx/s':>13} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'HTTP/pgbench':>13} {'projected ratio':>16}")
+    print(f"{'workload':<15} {'path':<8} {'cmd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'HTTP share':>10} "
+          f"{'projected share':>15}")
+    med = lambda rs, a: statistics.median(getattr(r, a) for r in rs)  # noqa: E731
     for workload in dict.fromkeys(r.workload for r in runs):
         http = [r for r in runs if r.workload == workload and r.path == "HTTP"]
-        base = [r for r in runs if r.workload == workload and r.path == "pgbench"]
-        med = lambda rs, a: statistics.median(getattr(r, a) for r in rs)  # noqa: E731
-        ratios = [h.rate / b.rate for h, b in zip(http, base)]
-        projected = [h.projected / b.projected for h, b in zip(http, base) if b.projected]
-        print(f"{workload:<15} {med(http, 'rate'):10.0f} {med(http, 'p50_ms'):7.1f} {med(http, 'p99_ms'):7.1f} "
-              f"{med(base, 'rate'):13.0f} {med(base, 'p50_ms'):7.1f} {med(base, 'p99_ms'):7.1f} "
-              f"{statistics.median(ratios):12.0%} {statistics.median(projected) if projected else 0:15.0%}")
-
+        for path in dict.fromkeys(r.path for r in runs if r.workload == workload):
+            own = [r for r in runs if r.workload == workload and r.path == path]
+            share = projected = ""
+            if path != "HTTP":
+                share = f"{statistics.median(h.rate / b.rate for h, b in zip(http, own)):.0%}"
+                if all(b.projected for b in own):
+                    projected = f"{statistics.median(h.projected / b.projected for h, b in zip(http, own)):.0%}"
+            print(f"{workload:<15} {path:<8} {med(own, 'rate'):7.0f} {med(own, 'p50_ms'):7.1f} "
+                  f"{med(own, 'p99_ms'):7.1f} {share:>10} {projected:>15}")
 
 if __name__ == "__main__":
     main()
