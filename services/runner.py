@@ -81,7 +81,9 @@ def up(names: list[str], *, workers: int | None = None, home: Path | None = None
             raise ServiceError(str(err)) from None
         argv = [sys.executable, "-m", "uvicorn", "--factory", _app(name),
                 "--host", settings.host, "--port", str(settings.port), "--workers", str(n_workers),
-                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "5",
+                # Nothing reads the client's address or wants a Server header: two less steps per request.
+                "--no-proxy-headers", "--no-server-header"]
         pid = process.spawn(argv, pidfile, log, env={f"MIRADOR_{name.upper()}_PORT": str(settings.port)})
         starting.append((Running(name, pid, settings.base_url, True, n_workers), settings, log))
     try:

@@ -211,7 +211,8 @@ def main() -> None:
               f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats\n")
         print("cdc s: seconds Debezium needed after the run to catch up with the WAL it wrote.\n"
               "CPU us/command, the CDC catch-up included: service (uvicorn workers), postgres, cdc (Debezium\n"
-              "and Kafka), client (load generator, pgbench or psycopg loop). projected: 2 cores / (service+postgres+cdc).\n")
+              "and Kafka), client (load generator, pgbench or psycopg loop).\n"
+              "projected: 2 cores / (service+postgres+cdc).\n")
         print(f"{'workload':<15} {'path':<8} {'cmd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'load1':>6} "
               f"{'cdc s':>5} {'service':>7} {'pg':>7} {'cdc':>7} {'client':>7} {'projected':>9}")
         workloads = {
