@@ -120,6 +120,11 @@ class PipelineSettings(LoaderSettings):
     run_replay_threads: int = Field(2, ge=1)
     """Models a replay executes at once, each as soon as its parents are done (dbt's `threads`)."""
 
+    run_duckdb_threads: int = Field(1, gt=0)
+    """DuckDB threads of `mirador run`'s instance. One: its statements are small and many (landing,
+    replay, publication), and with the cores busy, a statement that waits for a second DuckDB thread
+    to be scheduled takes several times longer (ADR 10). Its replay still runs models side by side."""
+
     run_duckdb_memory: str = "1GB"
     """DuckDB `memory_limit` of the working file's instance while `mirador build` or `mirador run` holds it."""
 

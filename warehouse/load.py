@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ HOLD_POLL = 0.02
 
 class Loader:
     def __init__(self, settings: LoaderSettings, follow: bool = False, progress: Progress | None = None,
-                 stop: threading.Event | None = None, session=None) -> None:
+                 stop: threading.Event | None = None, session=None, hold_on_landing: bool = False) -> None:
         self.settings, self.follow = settings, follow
         self.progress = progress or Progress(interactive=False)
         self.stop = stop or threading.Event()
@@ -59,6 +60,9 @@ class Loader:
         self.hold = threading.Event()
         """Set by the pipeline while it builds: a batch then closes only when full, so batches land
         between builds instead of competing with dbt for the instance and the CPU."""
+        self.hold_on_landing = hold_on_landing
+        """Inside `mirador run`, where each landing starts a build: the landing itself sets `hold`, so
+        what arrives from then on waits for the end of that build, without a race with the pipeline."""
         self.report = LoadReport()
 
     def run(self) -> LoadReport:
@@ -77,7 +81,7 @@ class Loader:
                 if self.follow and time.monotonic() - discovered > self.settings.loader_discover_seconds:
                     consumer.discover()
                     discovered = time.monotonic()
-                batch = self._collect()
+                batch = self._collect(lambda: pending is not None and not pending[0].done())
                 if batch.messages:
                     high = self._high()
                     try:
@@ -108,8 +112,12 @@ class Loader:
             self.progress.close(self.report)
         return self.report
 
-    def _collect(self) -> Batch:
-        """Fetch and decode until the batch is full by count, bytes or time, drained, or stopped."""
+    def _collect(self, landing: Callable[[], bool]) -> Batch:
+        """Fetch and decode until the batch is full by count, bytes or time, drained, or stopped.
+
+        Not closed by time while held, nor while the previous batch is `landing`: it could not land
+        before that one anyway, and closed early it would land apart, in the middle of the next build.
+        """
         s, batch = self.settings, Batch()
         deadline = time.monotonic() + s.loader_batch_seconds
         quiet_since = time.monotonic()
@@ -117,7 +125,7 @@ class Loader:
             if self.stop.is_set() or (not self.follow and self._drained()):
                 break
             remaining = deadline - time.monotonic()
-            if remaining <= 0 and not self.hold.is_set():
+            if remaining <= 0 and not self.hold.is_set() and not landing():
                 break
             messages = self.consumer.fetch(s.loader_batch_messages - batch.messages,
                                            min(remaining, 0.25) if remaining > 0 else HOLD_POLL)
@@ -148,6 +156,8 @@ class Loader:
     def _signal(self, future: Future) -> None:
         """As a batch commits, not once the next one is collected: the pipeline builds on it at once."""
         if not future.cancelled() and future.exception() is None:
+            if self.hold_on_landing:
+                self.hold.set()
             self.landed.set()
 
     def _finish(self, future: Future, work: Work) -> None:

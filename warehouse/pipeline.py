@@ -76,9 +76,9 @@ class Pipeline:
         self.builder.runner()
         loader_settings = self.settings.model_copy(update={"loader_batch_seconds": self.settings.run_batch_seconds})
         failure: list[BaseException] = []
-        with Session(self.settings) as session:
+        with Session(self.settings, threads=self.settings.run_duckdb_threads) as session:
             loader = Loader(loader_settings, follow=True, progress=Progress(interactive=False), stop=stop,
-                            session=session)
+                            session=session, hold_on_landing=True)
 
             def follow() -> None:
                 try:

@@ -39,10 +39,10 @@ HAND_OVER_SECONDS = 10.0
 class Session:
     """`with Session(settings) as session: with session.connection() as conn: ...`"""
 
-    def __init__(self, settings: PipelineSettings, holder: str = "mirador run") -> None:
+    def __init__(self, settings: PipelineSettings, holder: str = "mirador run", threads: int | None = None) -> None:
         self.settings, self.holder = settings, holder
         self.path: Path = settings.warehouse.resolve()
-        self.config = {"threads": settings.loader_duckdb_threads, "memory_limit": settings.run_duckdb_memory}
+        self.config = {"threads": threads or settings.loader_duckdb_threads, "memory_limit": settings.run_duckdb_memory}
         self._db: duckdb.DuckDBPyConnection | None = None
         self._lock: WarehouseLock | None = None
         self._users = 0
