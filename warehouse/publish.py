@@ -180,26 +180,29 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     def differing(where: str = "") -> str:
         return f"select {names} from {mart} {where} except select {names} from {published}"
 
+    counts = f"(select count(*) from {published}), count(*)"
     if since is None:
+        published_rows, rows = conn.execute(f"select {counts} from {mart}").fetchone()
         changed = differing()
     else:
-        stamped, unstamped, rows = conn.execute(
-            f"select count(*) filter (where _built_batch > {int(since)}), "
-            f"count(*) filter (where _built_batch is null), count(*) from {mart}").fetchone()
+        published_rows, rows, stamped, unstamped = conn.execute(
+            f"select {counts}, count(*) filter (where _built_batch > {int(since)}), "
+            f"count(*) filter (where _built_batch is null) from {mart}").fetchone()
         if stamped > WHOLE_ABOVE * rows:
             return False  # most of it was rebuilt (after a truncate, say): a whole copy is cheaper
         changed = f"select {names} from {mart} where _built_batch > {int(since)}"
         if unstamped:
             changed += f" union all ({differing('where _built_batch is null')})"
+    # Materialized: the planner then knows how few rows changed, and the join below stays small.
     conn.execute(f"create or replace temporary table mirador_changed as {changed}")
     match = " and ".join(f'{published}."{name}" = gone."{name}"' for name in key)
-    conn.execute(f"delete from {published} using (select {keys} from mirador_changed) as gone where {match}")
-    conn.execute(f"insert into {published} select {names} from mirador_changed")
+    deleted = conn.execute(f"delete from {published} using (select {keys} from mirador_changed) as gone "
+                           f"where {match}").fetchone()[0]
+    inserted = conn.execute(f"insert into {published} select {names} from mirador_changed").fetchone()[0]
     conn.execute("drop table mirador_changed")
-    # Every row of the mart is now published once: the published rows beyond the mart's count are rows
-    # whose key is gone from it. Most cycles delete nothing, and this spares them a join of all the keys.
-    extra = conn.execute(f"select (select count(*) from {published}) - (select count(*) from {mart})").fetchone()[0]
-    if extra:
+    # Every row of the mart is now published once: published rows beyond the mart's count are rows whose
+    # key is gone from it. Most cycles delete nothing, and this spares them a join of all the keys.
+    if published_rows - deleted + inserted > rows:
         conn.execute(f"delete from {published} using (select {keys} from {published} except select {keys} "
                      f"from {mart}) as gone where {match}")
     return True
