@@ -53,8 +53,10 @@ class ChangeConsumer:
         self.assigned: set[TP] = set()
         self.next: dict[TP, int] = {}
         self._last_error_log = 0.0
-        self.committed: dict[TP, int] = {}
-        """The last positions told to Kafka, committed again, synchronously, when the loader stops."""
+        self.committed: dict[TP, int] = {tp: offset for tp, offset in stored.items() if self.wants(tp[0])}
+        """The last positions told to Kafka, committed again, synchronously, when the loader stops. They
+        start as the positions stored in DuckDB: a loader killed between its commit there and Kafka's
+        leaves Kafka behind, and a next run with nothing to land must still catch it up."""
 
     def wants(self, topic: str) -> bool:
         return topic in self._exact or any(p.match(topic) for p in self._patterns)
