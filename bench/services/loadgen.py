@@ -28,6 +28,13 @@ class Result:
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
+    def record(self, t0: float, t1: float, status: int, measured_from: float) -> None:
+        """One answer: counted always, its latency and status kept once the warm-up is over."""
+        self.completed += 1
+        if t0 >= measured_from:
+            self.latencies.append(t1 - t0)
+            self.statuses[status] += 1
+
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
@@ -53,11 +60,7 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
                 if t0 >= stop:
                     return
                 status, _ = await conn.send(raw)
-                t1 = time.perf_counter()
-                result.completed += 1
-                if t0 >= start:
-                    result.latencies.append(t1 - t0)
-                    result.statuses[status] += 1
+                result.record(t0, time.perf_counter(), status, start)
         finally:
             conn.close()
 

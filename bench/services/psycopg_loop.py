@@ -95,11 +95,7 @@ async def run(dsn: str, transaction: Transaction, *, concurrency: int, seconds: 
                 status = 200
             except psycopg.Error:
                 status = 500
-            t1 = time.perf_counter()
-            result.completed += 1
-            if t0 >= start:
-                result.latencies.append(t1 - t0)
-                result.statuses[status] += 1
+            result.record(t0, time.perf_counter(), status, start)
 
     try:
         await asyncio.gather(*(client(conn) for conn in conns))
