@@ -65,26 +65,33 @@ previous as (
 ),
 
 history as (
-    select * from previous
-    union all by name
-    select * from changes
+    select
+        *,
+        [_lsn, _offset] as _order,
+        not _deleted or _offset = -1 as _has_values  -- a delete carries only the key
+    from (
+        select * from previous
+        union all by name
+        select * from changes
+    )
 ),
 
 final as (
     -- Per key, its newest change (by LSN, then offset) for the flags, and for each column the newest
     -- version that carries its value: not a delete (unless it is the staged version) and not an
-    -- unchanged TOAST placeholder. One aggregate, not a window per column.
+    -- unchanged TOAST placeholder. One aggregate, not a window per column; `arg_max_null` keeps a
+    -- value that is NULL.
     select
         {{ key_list }},
         {%- for column in value_columns %}
-        (arg_max({'v': {{ staged[column] }}}, [_lsn, _offset]) filter (
-            where (not _deleted or _offset = -1) and not list_contains(_unavailable, '{{ column }}')
-        )).v as {{ staged[column] }},
+        arg_max_null({{ staged[column] }}, _order) filter (
+            where _has_values and not list_contains(_unavailable, '{{ column }}')
+        ) as {{ staged[column] }},
         {%- endfor %}
-        arg_max(_deleted, [_lsn, _offset]) as _deleted,
+        arg_max(_deleted, _order) as _deleted,
         max(_lsn) as _lsn,
-        arg_max(_commit_ts, [_lsn, _offset]) as _commit_ts,
-        arg_max(_batch_id, [_lsn, _offset]) as _batch_id
+        arg_max(_commit_ts, _order) as _commit_ts,
+        arg_max(_batch_id, _order) as _batch_id
     from history
     group by {{ key_list }}
 )
