@@ -57,6 +57,9 @@ class BuildResult:
     tested: bool = True
     replayed: bool = False
     """The models' recorded SQL was executed without dbt (warehouse/plan.py)."""
+    cpu_seconds: float | None = None
+    """A replay's CPU time. With one DuckDB thread (`mirador run`'s default) the statements run in the
+    replaying threads, so wall time beyond this was spent waiting for a core."""
     watermark: dict[str, dict] = field(default_factory=dict)
     """Per service, the source position every change up to which this build includes."""
 
@@ -183,9 +186,9 @@ class Builder:
                 if nodes[0].startswith("test."):
                     self._judge(result, self.plans.check(conn, nodes))
                 else:
-                    self.plans.replay(conn, nodes, result.through_batch,
-                                      parents={node: set(self._depends[node]) for node in nodes},
-                                      threads=self.settings.run_replay_threads)
+                    result.cpu_seconds = self.plans.replay(
+                        conn, nodes, result.through_batch, parents={node: set(self._depends[node]) for node in nodes},
+                        threads=self.settings.run_replay_threads)
             except Exception as err:  # noqa: BLE001 - dbt runs it instead, and reports what it finds
                 log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
                             ", ".join(node.split(".")[2] for node in nodes), err)

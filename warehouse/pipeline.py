@@ -133,9 +133,10 @@ class Pipeline:
     @staticmethod
     def _log(cycle: CycleReport) -> None:
         build = cycle.build
-        log.info("build %s: %s in %.2fs (%s %.2fs, publish %.2fs), through batch %s, %s",
+        cpu = "" if build.cpu_seconds is None else f", {build.cpu_seconds:.2f}s on CPU"
+        log.info("build %s: %s in %.2fs (%s %.2fs%s, publish %.2fs), through batch %s, %s",
                  build.build_id, "ok" if build.success else "FAILED", cycle.seconds,
-                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds,
+                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds, cpu,
                  cycle.publish_seconds, build.through_batch, ", ".join(build.failures) or "published")
 
 

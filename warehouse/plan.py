@@ -130,13 +130,16 @@ class Plans:
         self.forget()
 
     def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int,
-               parents: dict[str, set[str]] | None = None, threads: int = 1) -> None:
+               parents: dict[str, set[str]] | None = None, threads: int = 1) -> float:
         """Execute the models' statements reading raw up to batch `through`, each once its `parents` (among
         `models`) are done, up to `threads` at once; on error, roll the failing one back, let those
-        running finish, forget every plan and raise (models done stay built, as with dbt)."""
+        running finish, forget every plan and raise (models done stay built, as with dbt).
+
+        Returns the CPU seconds the replaying threads spent (with one DuckDB thread, all of the work)."""
         parents = parents or {}
         waiting = {model: set(parents.get(model, ())) & set(models) for model in models}
         done: set[str] = set()
+        cpu = 0.0
         failure: tuple[str, BaseException] | None = None
         with ThreadPoolExecutor(max(1, threads), thread_name_prefix="replay") as pool:
             running: dict[Future, str] = {}
@@ -152,14 +155,16 @@ class Plans:
                     model = running.pop(future)
                     if (error := future.exception()) is None:
                         done.add(model)
+                        cpu += future.result()
                     elif failure is None:
                         failure = (model, error)
         if failure is not None:
             self._failed(failure[0])
             raise failure[1]
+        return cpu
 
-    def _execute(self, cursor: duckdb.DuckDBPyConnection, model: str, through: int) -> None:
-        started = time.perf_counter()
+    def _execute(self, cursor: duckdb.DuckDBPyConnection, model: str, through: int) -> float:
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             for statement in self.statements[model]:
                 cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through))
@@ -170,7 +175,9 @@ class Plans:
             raise
         finally:
             cursor.close()
-        log.debug("replayed %s in %.3fs", model.split(".")[-1], time.perf_counter() - started)
+        cpu = time.thread_time() - cpu
+        log.debug("replayed %s in %.3fs (%.3fs on CPU)", model.split(".")[-1], time.perf_counter() - started, cpu)
+        return cpu
 
     def check(self, conn: duckdb.DuckDBPyConnection, tests: list[str]) -> dict[str, tuple[int, bool, bool]]:
         """Run the tests' queries: per test, its failing rows and whether they warn and whether they fail."""

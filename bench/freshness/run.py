@@ -184,9 +184,11 @@ def main() -> None:
     print(f"commit -> published view      {_percentiles(visible)}")
     for kind, what in (("replayed", "recorded SQL of the models"), ("dbt run", "models only"),
                        ("dbt build", "models and tests"), ("publish", "previous file + changed rows")):
-        seconds = [float(m.group(1)) for m in (re.search(rf"{kind} ([0-9.]+)s", line) for line in cycles) if m]
-        if seconds:
-            print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s "
+        matches = [m for m in (re.search(rf"{kind} ([0-9.]+)s(, ([0-9.]+)s on CPU)?", line) for line in cycles) if m]
+        if matches:
+            seconds, cpu = [float(m[1]) for m in matches], [float(m[3]) for m in matches if m[3]]
+            on_cpu = f" ({statistics.median(cpu):.2f}s on CPU)" if cpu else ""
+            print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s{on_cpu}, max {max(seconds):.2f}s "
                   f"(n={len(seconds)}; {what})")
     cores = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / cpu_seconds for role in cpu_after}
     print(f"CPU while simulating ({os.cpu_count()} cores): " + ", ".join(

@@ -41,6 +41,7 @@ def test_replayed_builds_equal_full_refresh(tmp_path, seed):
         result = builder.build(connection, tests=rng.random() < 0.2)
         assert result.success, result.failures
         assert not (result.replayed and result.tested)  # data tests go through dbt
+        assert (result.cpu_seconds or 0) > 0 if result.replayed else result.cpu_seconds is None
         replayed.append(result.replayed)
     # The first build creates the tables, the next two dbt runs confirm the recording; then replays.
     assert not any(replayed[:3])
