@@ -6,7 +6,9 @@ pgbench (a C client) and a plain psycopg loop (the services' own driver, bench/s
 
 Needs the stack (`mirador stack up`). Starts its own orders and inventory services on spare ports,
 runs each workload and its baseline alternately `--repeats` times, and prints each run and the
-medians. Not a test: it prints numbers.
+medians. HTTP runs closed loop (each of the connections sends as soon as it has its answer: the most
+the service does) and paced (`--paced`, 1,000 commands/s by default: the latency at that rate,
+counted from when each command was due). Not a test: it prints numbers.
 """
 
 from __future__ import annotations
@@ -123,12 +125,14 @@ def wait_for_cdc(timeout: float = 300, lag_bytes: int = 4 * 2**20) -> float:
     return time.monotonic() - t0
 
 
-def http_run(workload: str, make, port: int, concurrency: int, seconds: float) -> Run:
+def http_run(workload: str, make, port: int, concurrency: int, seconds: float, rate: float | None = None) -> Run:
+    """Closed loop (as fast as the service answers), or paced at `rate` commands a second."""
     load = os.getloadavg()[0]
-    result = uvloop.run(loadgen.run("127.0.0.1", port, TOKEN, make, concurrency=concurrency, seconds=seconds))
+    result = uvloop.run(loadgen.run("127.0.0.1", port, TOKEN, make, concurrency=concurrency, seconds=seconds,
+                                    rate=rate))
     errors = sum(n for status, n in result.statuses.items() if status >= 300)
-    return Run(workload, "HTTP", result.rate, result.percentile(50) * 1000, result.percentile(99) * 1000,
-               errors, load, result.completed)
+    return Run(workload, "HTTP" if rate is None else f"HTTP@{rate:.0f}", result.rate, result.percentile(50) * 1000,
+               result.percentile(99) * 1000, errors, load, result.completed)
 
 
 def pgbench_run(workload: str, script: str, service: str, concurrency: int, seconds: float,
@@ -189,6 +193,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--paced", type=float, default=1000,
+                        help="also send each workload at this many commands/s (latency counted from when each "
+                             "was due); 0: closed loop only")
     parser.add_argument("--workload", choices=("place-order", "decrease-stock"), action="append",
                         help="run only this workload (repeatable); both by default")
     args = parser.parse_args()
@@ -222,7 +229,9 @@ def main() -> None:
                 lambda: pgbench_run("place-order", "place_order.sql", "orders", args.concurrency, args.seconds,
                                     {"lines": lines, "response": RESPONSE}),
                 lambda: psycopg_run("place-order", psycopg_loop.place_order(lines, RESPONSE), "orders",
-                                    args.concurrency, args.seconds)),
+                                    args.concurrency, args.seconds),
+                lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
+                                 args.seconds, args.paced)),
             "decrease-stock": (
                 lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
                                  args.concurrency, args.seconds),
@@ -231,9 +240,12 @@ def main() -> None:
                                                    "response": RESPONSE}),
                 lambda: psycopg_run("decrease-stock", psycopg_loop.decrease_stock(baseline_run, args.products,
                                                                                   RESPONSE),
-                                    "inventory", args.concurrency, args.seconds)),
+                                    "inventory", args.concurrency, args.seconds),
+                lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
+                                 args.concurrency, args.seconds, args.paced)),
         }
-        chosen = [run for name, paths in workloads.items() if name in (args.workload or workloads) for run in paths]
+        chosen = [run for name, paths in workloads.items() if name in (args.workload or workloads)
+                  for run in (paths if args.paced else paths[:-1])]
         for _ in range(args.repeats):
             for run in chosen:
                 wait_for_cdc()
@@ -264,7 +276,7 @@ def summarize(runs: list[Run]) -> None:
         for path in dict.fromkeys(r.path for r in runs if r.workload == workload):
             own = [r for r in runs if r.workload == workload and r.path == path]
             share = projected = ""
-            if path != "HTTP":
+            if path in ("pgbench", "psycopg"):
                 share = f"{statistics.median(h.rate / b.rate for h, b in zip(http, own)):.0%}"
                 if all(b.projected for b in own):
                     projected = f"{statistics.median(h.projected / b.projected for h, b in zip(http, own)):.0%}"
