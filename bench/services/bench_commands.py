@@ -222,30 +222,32 @@ def main() -> None:
               "projected: 2 cores / (service+postgres+cdc).\n")
         print(f"{'workload':<15} {'path':<8} {'cmd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'load1':>6} "
               f"{'cdc s':>5} {'service':>7} {'pg':>7} {'cdc':>7} {'client':>7} {'projected':>9}")
-        workloads = {
+        # Per workload: its HTTP run (closed loop, or paced at a rate) and its two baselines.
+        http = {
+            "place-order": lambda rate=None: http_run("place-order", place_order_request(products), PORTS["orders"],
+                                                      args.concurrency, args.seconds, rate),
+            "decrease-stock": lambda rate=None: http_run("decrease-stock", decrease_request(products),
+                                                         PORTS["inventory"], args.concurrency, args.seconds, rate),
+        }
+        baselines = {
             "place-order": (
-                lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
-                                 args.seconds),
                 lambda: pgbench_run("place-order", "place_order.sql", "orders", args.concurrency, args.seconds,
                                     {"lines": lines, "response": RESPONSE}),
                 lambda: psycopg_run("place-order", psycopg_loop.place_order(lines, RESPONSE), "orders",
-                                    args.concurrency, args.seconds),
-                lambda: http_run("place-order", place_order_request(products), PORTS["orders"], args.concurrency,
-                                 args.seconds, args.paced)),
+                                    args.concurrency, args.seconds)),
             "decrease-stock": (
-                lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
-                                 args.concurrency, args.seconds),
                 lambda: pgbench_run("decrease-stock", "decrease_stock.sql", "inventory", args.concurrency,
                                     args.seconds, {"run": baseline_run, "products": str(args.products),
                                                    "response": RESPONSE}),
                 lambda: psycopg_run("decrease-stock", psycopg_loop.decrease_stock(baseline_run, args.products,
                                                                                   RESPONSE),
-                                    "inventory", args.concurrency, args.seconds),
-                lambda: http_run("decrease-stock", decrease_request(products), PORTS["inventory"],
-                                 args.concurrency, args.seconds, args.paced)),
+                                    "inventory", args.concurrency, args.seconds)),
         }
-        chosen = [run for name, paths in workloads.items() if name in (args.workload or workloads)
-                  for run in (paths if args.paced else paths[:-1])]
+        chosen = []
+        for name in (args.workload or http):
+            chosen += [http[name], *baselines[name]]
+            if args.paced:
+                chosen.append(lambda name=name: http[name](args.paced))
         for _ in range(args.repeats):
             for run in chosen:
                 wait_for_cdc()

@@ -84,7 +84,7 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
                 status, _ = await conn.send(raw)
                 t1 = time.perf_counter()
                 result.record(t0, t1, status, start)
-                if result.answered is not None and start <= t1 < stop:
+                if rate is not None and start <= t1 < stop:
                     result.answered += 1
         finally:
             conn.close()
