@@ -224,7 +224,7 @@ def test_connect_worker_matches_the_native_worker(services):
     for key in ("group.id", "config.storage.topic", "offset.storage.topic", "status.storage.topic",
                 "key.converter", "value.converter", "key.converter.schemas.enable",
                 "value.converter.schemas.enable", "offset.flush.interval.ms",
-                "scheduled.rebalance.max.delay.ms"):
+                "scheduled.rebalance.max.delay.ms", "producer.compression.type", "producer.batch.size"):
         assert effective[key] == native[key], f"connect: {key} is {effective[key]!r}, natively {native[key]!r}"
     assert effective["bootstrap.servers"] == "kafka:9092"
     # The entrypoint overwrites this one from OFFSET_FLUSH_INTERVAL_MS: setting it would do nothing.

@@ -1,11 +1,14 @@
 """What the simulated shop does next: customers sign up, orders are placed, paid, invoiced, shipped.
 
 The shop keeps what it learned from the answers (ids, versions, statuses) and picks each next command
-with a seeded random generator, so a seed replays the same choices given the same answers.
+with a seeded random generator, so a seed replays the same choices given the same answers. Each pick
+costs the same however long the shop has run: customers, products and orders (by the step they are
+at) are kept in `Bag`s, picked from by index rather than by scanning or sorting all of them.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -43,6 +46,44 @@ class Order:
     invoice_id: str | None = None
     invoice_paid: bool = False
 
+    @property
+    def step(self) -> tuple[str, bool, bool]:
+        """What can happen to it next depends on this: status, invoiced, invoice paid."""
+        return self.status, self.invoice_id is not None, self.invoice_paid
+
+
+class Bag:
+    """Keys in insertion-and-swap order: add, remove and a seeded random pick, each in constant time."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: str) -> None:
+        if key not in self.index:
+            self.index[key] = len(self.keys)
+            self.keys.append(key)
+
+    def discard(self, key: str) -> None:
+        if (i := self.index.pop(key, None)) is None:
+            return
+        last = self.keys.pop()
+        if i < len(self.keys):
+            self.keys[i], self.index[last] = last, i
+
+    def pick(self, rng: random.Random, busy: set[str] | frozenset = frozenset()) -> str | None:
+        """A random key not in `busy` (commands in flight), or None."""
+        for _ in range(8):
+            if not self.keys:
+                return None
+            if (key := rng.choice(self.keys)) not in busy:
+                return key
+        free = [key for key in self.keys if key not in busy]  # mostly busy: the bag is small
+        return rng.choice(free) if free else None
+
 
 class Shop:
     """The shop's knowledge and its next moves."""
@@ -56,6 +97,9 @@ class Shop:
         self.stock: dict[str, int] = {}
         self.orders: dict[str, Order] = {}
         self.busy: set[str] = set()
+        self.picks: dict[str, Bag] = {"customers": Bag(), "products": Bag()}
+        self.steps: dict[tuple[str, bool, bool], Bag] = {}
+        """Orders by `Order.step`."""
 
     def next_call(self) -> Call:
         self.count += 1
@@ -82,14 +126,14 @@ class Shop:
         return Call("sign up", "customers", "POST", "/customers", body, on_success="customer")
 
     def _update_customer(self) -> Call | None:
-        if not (customer := self._pick(self.customers)):
+        if not (customer := self._pick("customers")):
             return None
         body = {"country": self.rng.choice(COUNTRIES)}
         return Call("update customer", "customers", "PATCH", f"/customers/{customer}", body,
                     if_match=self.customers[customer], on_success="customer", subject=customer)
 
     def _delete_customer(self) -> Call | None:
-        if len(self.customers) < 10 or not (customer := self._pick(self.customers)):
+        if len(self.customers) < 10 or not (customer := self._pick("customers")):
             return None
         return Call("delete customer", "customers", "DELETE", f"/customers/{customer}", on_success="forget customer",
                     subject=customer)
@@ -102,14 +146,14 @@ class Shop:
         return Call("add product", "inventory", "POST", "/products", body, on_success="product", extra={"price": price})
 
     def _reprice_product(self) -> Call | None:
-        if not (product := self._pick(self.products)):
+        if not (product := self._pick("products")):
             return None
         price = (self.products[product] * Decimal(self.rng.choice(("0.9", "1.05", "1.1")))).quantize(Decimal("0.01"))
         return Call("reprice product", "inventory", "PATCH", f"/products/{product}", {"list_price": str(price)},
                     on_success="price", subject=product, extra={"price": price})
 
     def _receive_stock(self) -> Call | None:
-        low = sorted(self.products, key=lambda p: self.stock.get(p, 0))[:5]
+        low = heapq.nsmallest(5, self.products, key=lambda p: self.stock.get(p, 0))
         if not low:
             return None
         product = self.rng.choice(low)
@@ -129,18 +173,18 @@ class Shop:
     def _place_order(self) -> Call | None:
         if not self.customers or not self.products:
             return None
-        products = self.rng.sample(sorted(self.products), k=min(len(self.products), self.rng.randint(1, 4)))
+        products = self.rng.sample(self.picks["products"].keys, k=min(len(self.products), self.rng.randint(1, 4)))
         lines = [{"product_id": p, "quantity": self.rng.randint(1, 3), "unit_price": str(self.products[p])}
                  for p in products]
-        customer = self._pick(self.customers)
+        customer = self._pick("customers")
         return Call("place order", "orders", "POST", "/orders", {"customer_id": customer, "lines": lines},
                     on_success="order")
 
-    def _order_in(self, *statuses: str, invoiced: bool | None = None, paid: bool | None = None) -> Order | None:
-        candidates = [o for o in self.orders.values() if o.status in statuses and o.id not in self.busy
-                      and (invoiced is None or (o.invoice_id is not None) == invoiced)
-                      and (paid is None or o.invoice_paid == paid)]
-        return self.rng.choice(candidates) if candidates else None
+    def _order_in(self, status: str, invoiced: bool = False, paid: bool = False) -> Order | None:
+        """A random order at this step that no command in flight is about."""
+        bag = self.steps.get((status, invoiced, paid))
+        order_id = bag.pick(self.rng, self.busy) if bag else None
+        return None if order_id is None else self.orders[order_id]
 
     def _pay_order(self) -> Call | None:
         if order := self._order_in("placed"):
@@ -164,7 +208,7 @@ class Shop:
     def _add_line(self) -> Call | None:
         if not (order := self._order_in("placed")) or not self.products:
             return None
-        product = self.rng.choice(sorted(self.products))
+        product = self._pick("products")
         body = {"product_id": product, "quantity": 1, "unit_price": str(self.products[product])}
         return Call("add line", "orders", "POST", f"/orders/{order.id}/lines", body, if_match=order.version,
                     on_success="line added", subject=order.id, extra={"line": (product, 1, self.products[product])})
@@ -197,8 +241,8 @@ class Shop:
         return Call("void invoice", "invoices", "POST", f"/invoices/{order.invoice_id}/void",
                     on_success="invoice void", subject=order.id)
 
-    def _pick(self, known: dict) -> str | None:
-        return self.rng.choice(sorted(known)) if known else None
+    def _pick(self, kind: str) -> str | None:
+        return self.picks[kind].pick(self.rng)
 
     # -- learning from answers -------------------------------------------------------------------
     def begin(self, call: Call) -> None:
@@ -214,13 +258,18 @@ class Shop:
             return []
         version = answer.get("version")
         order = self.orders.get(call.subject or "")
+        if order:
+            self._file(order, away=True)
         match call.on_success:
             case "customer":
                 self.customers[answer["id"]] = version
+                self.picks["customers"].add(answer["id"])
             case "forget customer":
                 self.customers.pop(call.subject, None)
+                self.picks["customers"].discard(call.subject)
             case "product":
                 self.products[answer["id"]] = call.extra["price"]
+                self.picks["products"].add(answer["id"])
             case "price":
                 self.products[call.subject] = call.extra["price"]
             case "stock":
@@ -228,7 +277,7 @@ class Shop:
             case "order":
                 lines = {i + 1: (line["product_id"], line["quantity"], Decimal(line["unit_price"]))
                          for i, line in enumerate(call.body["lines"])}
-                self.orders[answer["id"]] = Order(answer["id"], call.body["customer_id"], lines)
+                self.orders[answer["id"]] = order = Order(answer["id"], call.body["customer_id"], lines)
             case "line added" if order:
                 order.lines[answer["line_no"]] = call.extra["line"]
                 order.version = version
@@ -247,4 +296,14 @@ class Shop:
                 if order.status in ("shipped", "cancelled"):
                     del self.orders[order.id]  # done: keep the shop's memory small
                     return self.sell(order) if order.status == "shipped" else []
+        if order:
+            self._file(order)
         return []
+
+    def _file(self, order: Order, away: bool = False) -> None:
+        """File the order under its step (or take it `away` from there, before it changes)."""
+        bag = self.steps.setdefault(order.step, Bag())
+        if away:
+            bag.discard(order.id)
+        else:
+            bag.add(order.id)
