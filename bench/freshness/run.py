@@ -146,6 +146,9 @@ def main() -> None:
             time.sleep(0.2)
         print(f"warm under traffic for {args.warm_up - (warm_until - time.monotonic()):.1f}s "
               f"({_cycles(run_log.read_text())} cycles)", flush=True)
+        if not _warm(run_log.read_text()):
+            print(f"not warm after --warm-up {args.warm_up:.0f}s: builds or data tests still run dbt, and the "
+                  "latencies below include them", flush=True)
         cpu_before, cpu_started = cpu_by_role(), time.monotonic()
         probes = []
         url = f"http://127.0.0.1:{ports['customers']}/customers"
