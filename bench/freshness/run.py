@@ -142,11 +142,11 @@ def main() -> None:
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # Steady state: the first builds and data tests under traffic run dbt, which records what replays next.
         warm_until = time.monotonic() + args.warm_up
-        while not _warm(run_log.read_text()) and time.monotonic() < warm_until:
+        while not (warm := _warm(text := run_log.read_text())) and time.monotonic() < warm_until:
             time.sleep(0.2)
         print(f"warm under traffic for {args.warm_up - (warm_until - time.monotonic()):.1f}s "
-              f"({_cycles(run_log.read_text())} cycles)", flush=True)
-        if not _warm(run_log.read_text()):
+              f"({_cycles(text)} cycles)", flush=True)
+        if not warm:
             print(f"not warm after --warm-up {args.warm_up:.0f}s: builds or data tests still run dbt, and the "
                   "latencies below include them", flush=True)
         cpu_before, cpu_started = cpu_by_role(), time.monotonic()

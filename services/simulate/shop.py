@@ -76,9 +76,9 @@ class Bag:
 
     def pick(self, rng: random.Random, busy: set[str] | frozenset = frozenset()) -> str | None:
         """A random key not in `busy` (commands in flight), or None."""
+        if not self.keys:
+            return None
         for _ in range(8):
-            if not self.keys:
-                return None
             if (key := rng.choice(self.keys)) not in busy:
                 return key
         free = [key for key in self.keys if key not in busy]  # mostly busy: the bag is small
