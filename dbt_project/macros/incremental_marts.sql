@@ -27,3 +27,23 @@
     delete from {{ this }} where {{ key }} in (select {{ key }} from {{ staging }} where _deleted)
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    Pre-hook of an incremental mart: the keys it recomputes, computed first into a temporary table.
+    The model then reads its inputs for those keys only. As a CTE, the planner cannot tell how few
+    they are (a truncate branch may select them all), and at 1M orders it hashed the whole staging
+    table to probe it with a few hundred keys; from a table it knows their number, hashes the keys,
+    and pushes them into the scans of the inputs (ADR 13).
+#}
+{% macro touched_table(keys_sql) -%}
+    {%- if is_incremental() -%}
+    create or replace temporary table {{ touched_relation() }} as {{ keys_sql }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# The temporary table `touched_table` fills, named after the model. #}
+{% macro touched_relation() -%}
+    {{ this.identifier }}__touched
+{%- endmacro %}

@@ -1,32 +1,20 @@
 -- depends_on: {{ ref('stg_orders__orders') }}
 {{ config(
     unique_key='customer_id',
+    pre_hook="{{ touched_table(customers_touched()) }}",
     post_hook="{{ delete_tombstones(ref('stg_customers__customers'), 'customer_id') }}",
 ) }}
 
+-- Incremental builds recompute only the keys in `touched_relation()`, a temporary table that the
+-- pre-hook fills from macros/marts/customers_touched.sql.
+
 with
 
-{% if is_incremental() -%}
-touched as (
-    -- Customers whose figures may have changed: their own row, or one of their orders as the orders
-    -- view table now shows it (its lines and invoices included), or an order of theirs was deleted.
-    select customer_id from {{ ref('stg_customers__customers') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select customer_id from {{ ref('orders_with_invoices') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select customer_id from {{ ref('stg_orders__orders') }} where _deleted and _batch_id > {{ mart_watermark() }}
-    union
-    select customer_id from {{ ref('stg_customers__customers') }}
-    where {{ truncated_since_watermark([('customers', 'customers'), ('orders', 'orders'),
-                                        ('orders', 'order_lines'), ('invoices', 'invoices')]) }}
-),
-
-{% endif -%}
 customers as (
     select * from {{ ref('stg_customers__customers') }}
     where not _deleted
     {%- if is_incremental() %}
-      and customer_id in (select customer_id from touched)
+      and customer_id in (select customer_id from {{ touched_relation() }})
     {%- endif %}
 ),
 

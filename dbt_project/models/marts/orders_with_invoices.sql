@@ -1,36 +1,19 @@
 {{ config(
     unique_key='order_id',
+    pre_hook="{{ touched_table(orders_touched()) }}",
     post_hook="{{ delete_tombstones(ref('stg_orders__orders'), 'order_id') }}",
 ) }}
 
+-- Incremental builds recompute only the orders in `touched_relation()`, a temporary table that the
+-- pre-hook fills from macros/marts/orders_touched.sql.
+
 with
 
-{% if is_incremental() -%}
-touched as (
-    -- Orders whose figures may have changed since the newest batch this table holds: their own row,
-    -- a line, an invoice or their customer changed; all of them after a truncate.
-    select order_id from {{ ref('stg_orders__orders') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select order_id from {{ ref('stg_orders__order_lines') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select order_id from {{ ref('stg_invoices__invoices') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select orders.order_id
-    from {{ ref('stg_orders__orders') }} as orders
-    inner join {{ ref('stg_customers__customers') }} as customers using (customer_id)
-    where customers._batch_id > {{ mart_watermark() }}
-    union
-    select order_id from {{ ref('stg_orders__orders') }}
-    where {{ truncated_since_watermark([('orders', 'orders'), ('orders', 'order_lines'),
-                                        ('invoices', 'invoices'), ('customers', 'customers')]) }}
-),
-
-{% endif -%}
 orders as (
     select * from {{ ref('stg_orders__orders') }}
     where not _deleted
     {%- if is_incremental() %}
-      and order_id in (select order_id from touched)
+      and order_id in (select order_id from {{ touched_relation() }})
     {%- endif %}
 ),
 

@@ -1,27 +1,19 @@
 {{ config(
     unique_key='product_id',
+    pre_hook="{{ touched_table(products_touched()) }}",
     post_hook="{{ delete_tombstones(ref('stg_inventory__products'), 'product_id') }}",
 ) }}
 
+-- Incremental builds recompute only the keys in `touched_relation()`, a temporary table that the
+-- pre-hook fills from macros/marts/products_touched.sql.
+
 with
 
-{% if is_incremental() -%}
-touched as (
-    -- Products whose row changed or whose stream has new events.
-    select product_id from {{ ref('stg_inventory__products') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select product_id from {{ ref('stg_inventory__stock_events') }} where _batch_id > {{ mart_watermark() }}
-    union
-    select product_id from {{ ref('stg_inventory__products') }}
-    where {{ truncated_since_watermark([('inventory', 'products'), ('inventory', 'stock_events')]) }}
-),
-
-{% endif -%}
 products as (
     select * from {{ ref('stg_inventory__products') }}
     where not _deleted
     {%- if is_incremental() %}
-      and product_id in (select product_id from touched)
+      and product_id in (select product_id from {{ touched_relation() }})
     {%- endif %}
 ),
 
