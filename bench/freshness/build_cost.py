@@ -6,14 +6,16 @@ A simulated orders service (tests/dbt_project/changelog.py) fills the raw change
 about 2N lines, and a full build runs once. Each repeat then lands `--changes` random commands as one
 batch, without truncates (after one, every order is rebuilt, by design). It times an incremental `dbt
 build` (models and tests), then another change set with the models only (what most `mirador run`
-cycles do), and the publication, by changes and whole. Prints medians per size and
-the ratio between sizes: incremental work should follow the rows changed, not the table.
+cycles do), and the publication, by changes and whole. Prints medians per size (and per replayed
+model) and the ratio between sizes: incremental work should follow the rows changed, not the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -42,6 +44,20 @@ def fill(source: Changelog, conn: duckdb.DuckDBPyConnection, orders: int) -> Non
     source.flush(conn)
 
 
+class ModelTimes(logging.Handler):
+    """Collects the replay's per-model wall times from its debug log ("replayed X in Ys")."""
+
+    PATTERN = re.compile(r"replayed (\S+) in ([\d.]+)s")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: dict[str, list[float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := self.PATTERN.match(record.getMessage()):
+            self.seconds.setdefault(match.group(1), []).append(float(match.group(2)))
+
+
 def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
     path = workdir / f"w{size}.duckdb"
     settings = PipelineSettings(home=workdir, warehouse_path=path)
@@ -54,6 +70,11 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
     first = builder.build(lambda: connect(path, settings))
     assert first.success, first.failures
     builds, runs, publishes, wholes = [], [], [], []
+    models = ModelTimes()
+    plan_log = logging.getLogger("warehouse.plan")
+    plan_log.addHandler(models)
+    plan_log.setLevel(logging.DEBUG)
+    plan_log.propagate = False  # to this handler only, not to whatever dbt set up
     for _ in range(repeats):
         for tests, times in ((True, builds), (False, runs)):
             for _ in range(changes):
@@ -69,9 +90,12 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
                 publish(conn, workdir / f"{directory}{size}", result.build_id, result.through_batch,
                         builder.exposed_models(), result.watermark, rewrite_every=every)
                 times.append(time.perf_counter() - t0)
+    plan_log.removeHandler(models)
+    plan_log.propagate = True
     return {"size": size, "land_s": landed, "full_build_s": first.seconds, "build_s": statistics.median(builds),
             "run_s": statistics.median(runs), "publish_s": statistics.median(publishes[1:] or publishes),
-            "whole_s": statistics.median(wholes)}
+            "whole_s": statistics.median(wholes),
+            "models": {name: statistics.median(seconds) for name, seconds in sorted(models.seconds.items())}}
 
 
 def main() -> None:
@@ -90,6 +114,8 @@ def main() -> None:
                   f"incremental build of {args.changes} changes, median of {args.repeats}: "
                   f"{row['build_s']:5.2f}s with tests, {row['run_s']:5.2f}s models only | "
                   f"publish by changes {row['publish_s']:5.2f}s, whole {row['whole_s']:5.2f}s", flush=True)
+            print("  replayed, median per model: " + ", ".join(
+                f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()), flush=True)
     if len(rows) > 1:
         small, large = rows[0], rows[-1]
         print(f"ratio {large['size'] // small['size']}x the rows: incremental build "
