@@ -18,6 +18,7 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from mirador.logs import only_to
 from warehouse.lock import WarehouseLock, held_by_this_process
 
 
@@ -50,13 +51,5 @@ def _said_on_stderr(logger: logging.Logger):
     """dbt's CLI shows only its own events: print the lock's waiting lines on stderr while we wait."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s mirador: %(message)s", "%H:%M:%S"))
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
+    with only_to(logger, handler, logging.INFO):
         yield logger
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate

@@ -26,6 +26,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from mirador.logs import only_to  # noqa: E402
 from tests.dbt_project.changelog import Changelog  # noqa: E402
 from warehouse.build import Builder  # noqa: E402
 from warehouse.configuration import PipelineSettings  # noqa: E402
@@ -58,6 +59,11 @@ class ModelTimes(logging.Handler):
             self.seconds.setdefault(match.group(1), []).append(float(match.group(2)))
 
 
+def plan_log_to(handler: ModelTimes):
+    """The replay's debug log, to `handler` only, while the block runs."""
+    return only_to(logging.getLogger("warehouse.plan"), handler, logging.DEBUG)
+
+
 def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
     path = workdir / f"w{size}.duckdb"
     settings = PipelineSettings(home=workdir, warehouse_path=path)
@@ -71,27 +77,22 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
     assert first.success, first.failures
     builds, runs, publishes, wholes = [], [], [], []
     models = ModelTimes()
-    plan_log = logging.getLogger("warehouse.plan")
-    plan_log.addHandler(models)
-    plan_log.setLevel(logging.DEBUG)
-    plan_log.propagate = False  # to this handler only, not to whatever dbt set up
-    for _ in range(repeats):
-        for tests, times in ((True, builds), (False, runs)):
-            for _ in range(changes):
-                source.step(truncates=False)  # a truncate rebuilds everything after it, by design
-            with duckdb.connect(str(path)) as conn:
-                source.flush(conn)
-            result = builder.build(lambda: connect(path, settings), tests=tests)
-            assert result.success, result.failures
-            times.append(result.seconds)
-        with connect(path, settings) as conn:
-            for directory, every, times in (("published", 50, publishes), ("whole", 1, wholes)):
-                t0 = time.perf_counter()
-                publish(conn, workdir / f"{directory}{size}", result.build_id, result.through_batch,
-                        builder.exposed_models(), result.watermark, rewrite_every=every)
-                times.append(time.perf_counter() - t0)
-    plan_log.removeHandler(models)
-    plan_log.propagate = True
+    with plan_log_to(models):
+        for _ in range(repeats):
+            for tests, times in ((True, builds), (False, runs)):
+                for _ in range(changes):
+                    source.step(truncates=False)  # a truncate rebuilds everything after it, by design
+                with duckdb.connect(str(path)) as conn:
+                    source.flush(conn)
+                result = builder.build(lambda: connect(path, settings), tests=tests)
+                assert result.success, result.failures
+                times.append(result.seconds)
+            with connect(path, settings) as conn:
+                for directory, every, times in (("published", 50, publishes), ("whole", 1, wholes)):
+                    t0 = time.perf_counter()
+                    publish(conn, workdir / f"{directory}{size}", result.build_id, result.through_batch,
+                            builder.exposed_models(), result.watermark, rewrite_every=every)
+                    times.append(time.perf_counter() - t0)
     return {"size": size, "land_s": landed, "full_build_s": first.seconds, "build_s": statistics.median(builds),
             "run_s": statistics.median(runs), "publish_s": statistics.median(publishes[1:] or publishes),
             "whole_s": statistics.median(wholes),

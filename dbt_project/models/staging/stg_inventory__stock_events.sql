@@ -12,8 +12,14 @@ events as (
 ),
 
 deduplicated as (
-    -- (stream, version) is unique at the source; a second copy is a redelivery.
+    -- (stream, version) is unique at the source; a second copy is a redelivery. The first copy
+    -- stands, also when it was landed in an earlier batch, as a full refresh would have it.
     select * from events
+    {%- if is_incremental() %}
+    anti join (
+        select product_id, version from {{ this }} where product_id in (select stream from events)
+    ) as held on held.product_id = events.stream and held.version = events.version
+    {%- endif %}
     qualify row_number() over (partition by stream, version order by _lsn, _offset) = 1
 ),
 
