@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/freshness/stream_cost.py [--sizes 100000 1000000] [--products 1000] [--changes 200]
 
-A simulated inventory service (tests/dbt_project/test_stock_stream.py) appends increase and decrease
+A simulated inventory service (tests/dbt_project/changelog.py) appends increase and decrease
 events over `--products` streams, with redeliveries and now and then an event landing a batch late,
 and a full build runs once. Each of `--repeats` change sets is then landed as one batch and built
 with the models only (replayed, as most `mirador run` cycles are). Prints the median build and the
@@ -25,7 +25,7 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.freshness.build_cost import ModelTimes, plan_log_to  # noqa: E402
-from tests.dbt_project.test_stock_stream import StockSource  # noqa: E402
+from tests.dbt_project.changelog import StockSource  # noqa: E402
 from warehouse.build import Builder  # noqa: E402
 from warehouse.configuration import PipelineSettings  # noqa: E402
 from warehouse.land import connect  # noqa: E402
@@ -48,7 +48,7 @@ def measure(events: int, products: int, changes: int, repeats: int, workdir: Pat
     builds = []
     models = ModelTimes()
     with plan_log_to(models):
-        for repeat in range(repeats + 2):  # dbt runs twice before the models replay
+        for _ in range(repeats + 2):  # dbt runs twice before the models replay
             for _ in range(changes):
                 source.step()
             with duckdb.connect(str(path)) as conn:

@@ -1,9 +1,11 @@
-"""A simulated orders service that writes the loader's raw changelog, for property tests of the models.
+"""Simulated services that write the loader's raw changelog, for property tests and benchmarks of the models.
 
-It keeps the source's true state (orders and their lines) and appends to `raw.orders__orders` and
-`raw.orders__order_lines` what the loader lands for each change: the same metadata columns
-(warehouse.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates, updates (some
-with an unchanged TOASTed column), deletes, primary-key changes, truncates and redeliveries.
+`Changelog`, the orders service, keeps the source's true state (orders and their lines) and appends
+to `raw.orders__orders` and `raw.orders__order_lines` what the loader lands for each change: the same
+metadata columns (warehouse.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates,
+updates (some with an unchanged TOASTed column), deletes, primary-key changes, truncates and
+redeliveries. `StockSource`, the inventory service's stock streams, appends to
+`raw.inventory__stock_events`, with redeliveries and events landing a batch late.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ LINE_COLUMNS = {"order_id": "UUID", "line_no": "INTEGER", "product_id": "UUID", 
                 "unit_price": "DECIMAL(12,2)"}
 TABLES = {"orders__orders": (ORDER_COLUMNS, ("id",)), "orders__order_lines": (LINE_COLUMNS, ("order_id", "line_no"))}
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
-UUIDS = {"id", "customer_id", "order_id", "product_id"}
 METADATA_TYPES = {name: kind for name, kind, _ in METADATA}
 
 
@@ -39,8 +40,33 @@ def _plain(value):
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
-def _kind(name: str, columns: dict) -> str:
-    return METADATA_TYPES.get(name) or columns[name]
+def land(conn: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, str]], events: list[dict]) -> None:
+    """Land `events` (each naming its `_table`, `<service>__<table>`) as one loader batch, as the loader
+    would: the raw tables with the loader's metadata columns, and the batch in `loader.batches`."""
+    conn.execute(STATE_DDL).fetchall()
+    metadata = ", ".join(f'"{name}" {kind}' for name, kind, _ in METADATA)
+    for table, columns in tables.items():
+        source = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
+        conn.execute(f"create table if not exists raw.{table} ({metadata}, {source})").fetchall()
+    batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchall()[0][0]
+    loaded_at = datetime.now(timezone.utc)
+    landed = []
+    for table, columns in tables.items():
+        if not (rows := [e for e in events if e["_table"] == table]):
+            continue
+        kinds = METADATA_TYPES | columns
+        service, name = table.split("__", 1)
+        fixed = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_topic": f"{service}.public.{name}",
+                 "_partition": 0}
+        frame = pa.table({n: pa.array([fixed[n] if n in fixed else _plain(e.get(n)) for e in rows],
+                                      type=pa.string() if kind == "UUID" else None) for n, kind in kinds.items()})
+        conn.register("changelog_batch", frame)
+        select = ", ".join(f"cast({n} as {kind})" for n, kind in kinds.items())
+        conn.execute(f"insert into raw.{table} ({', '.join(kinds)}) select {select} from changelog_batch").fetchall()
+        conn.unregister("changelog_batch")
+        landed.append(table)
+    conn.execute("insert into loader.batches (batch_id, committed_at, messages, events, tables) "
+                 "values (?, ?, ?, ?, ?)", [batch_id, loaded_at, len(events), len(events), sorted(landed)])
 
 
 @dataclass
@@ -145,32 +171,7 @@ class Changelog:
     # -- what the loader lands --------------------------------------------------------------------
     def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Land the pending events as one loader batch."""
-        conn.execute(STATE_DDL).fetchall()
-        for table, (columns, _) in TABLES.items():
-            metadata = ", ".join(f'"{name}" {kind}' for name, kind, _ in METADATA)
-            source = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
-            conn.execute(f"create table if not exists raw.{table} ({metadata}, {source})").fetchall()
-        batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchall()[0][0]
-        loaded_at = datetime.now(timezone.utc)
-        tables = set()
-        for table, (columns, _) in TABLES.items():
-            events = [e for e in self.pending if e["_table"] == table]
-            if not events:
-                continue
-            names = [name for name, _, _ in METADATA] + list(columns)
-            fixed = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_topic": f"orders.public.{table[8:]}",
-                     "_partition": 0}
-            data = {n: [fixed[n] if n in fixed else _plain(e.get(n)) for e in events] for n in names}
-            frame = pa.table({n: pa.array(v, type=pa.string() if n in UUIDS else None)
-                              for n, v in data.items()})
-            conn.register("changelog_batch", frame)
-            select = ", ".join(f"cast({n} as {_kind(n, columns)})" for n in names)
-            conn.execute(f"insert into raw.{table} ({', '.join(names)}) select {select} from changelog_batch"
-                         ).fetchall()
-            conn.unregister("changelog_batch")
-            tables.add(table)
-        conn.execute("insert into loader.batches (batch_id, committed_at, messages, events, tables) "
-                     "values (?, ?, ?, ?, ?)", [batch_id, loaded_at, len(self.pending), len(self.pending), sorted(tables)])
+        land(conn, {table: columns for table, (columns, _) in TABLES.items()}, self.pending)
         self.pending.clear()
 
     def _emit(self, table: str, op: str, row: dict | None, unavailable: list[str] | None = None,
@@ -197,3 +198,62 @@ class Changelog:
 
     def _now(self) -> datetime:
         return EPOCH + timedelta(microseconds=self.lsn)
+
+
+STOCK_COLUMNS = {"stream": "UUID", "version": "INTEGER", "event_type": "VARCHAR", "quantity": "INTEGER",
+                 "reason": "VARCHAR", "command_id": "VARCHAR", "occurred_at": "TIMESTAMP WITH TIME ZONE",
+                 "schema_version": "SMALLINT"}
+STOCK_TABLE = "inventory__stock_events"
+
+
+class StockSource:
+    """Products' stock streams as the inventory service appends them, and what the loader lands."""
+
+    def __init__(self, rng: random.Random, products: int = 6) -> None:
+        self.rng = rng
+        self.products = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(products)]
+        self.versions = dict.fromkeys(self.products, 0)
+        self.stock = dict.fromkeys(self.products, 0)
+        self.lsn, self.offset = 1000, 0
+        self.pending: list[dict] = []
+        self.late: list[dict] = []
+        self.deferred = 0
+        self.emitted: list[dict] = []
+
+    def step(self) -> None:
+        sent = [event for event in self.emitted[-30:] if not event.get("late")]
+        if sent and self.rng.random() < 0.15:
+            # A connector restart re-sends an event: same LSN and values, a new offset.
+            self.pending.append(dict(self.rng.choice(sent), _offset=self._next_offset()))
+            return
+        product = self.rng.choice(self.products)
+        quantity = self.rng.randrange(1, 20)
+        increase = self.stock[product] < quantity or self.rng.random() < 0.5
+        self.stock[product] += quantity if increase else -quantity
+        self.versions[product] += 1
+        self.lsn += self.rng.randrange(8, 400)
+        event = {"_table": STOCK_TABLE, "stream": product, "version": self.versions[product],
+                 "event_type": "StockIncreased" if increase else "StockDecreased", "quantity": quantity,
+                 "reason": "test", "command_id": uuid.uuid4().hex,
+                 "occurred_at": EPOCH + timedelta(microseconds=self.lsn), "schema_version": 1,
+                 "_op": "c", "_deleted": False, "_snapshot": False, "_lsn": self.lsn,
+                 "_seq": f'["{self.lsn - 8}","{self.lsn}"]', "_txid": self.lsn // 8,
+                 "_commit_ts": EPOCH + timedelta(microseconds=self.lsn), "_offset": self._next_offset()}
+        # Now and then an event reaches the warehouse a batch after a later one of its stream: the
+        # stream is then recomputed whole. Only decreases, so that no balance shows below zero meanwhile.
+        event["late"] = not increase and self.rng.random() < 0.15
+        self.deferred += event["late"]
+        (self.late if event["late"] else self.pending).append(event)
+        self.emitted.append(event)
+
+    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Land the pending events as one loader batch."""
+        land(conn, {STOCK_TABLE: STOCK_COLUMNS}, self.pending)
+        for event in self.late:
+            event["late"] = False  # sent with the next batch
+        self.pending, self.late = self.late, []
+
+    def _next_offset(self) -> int:
+        self.offset += 1
+        return self.offset
+
