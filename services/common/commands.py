@@ -10,14 +10,13 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-import psycopg
-from psycopg.errors import UniqueViolation
+from psycopg.errors import SerializationFailure, UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from services.common import idempotency
-from services.common.errors import CommandRefused, ConcurrencyConflict, Retry
+from services.common.errors import CommandRefused, ConcurrencyConflict, Retry, VersionChanged
 from services.common.positions import WalPositions
 from services.common.tx import Tx
 
@@ -37,6 +36,9 @@ class Written:
 
 Work = Callable[[Tx], Awaitable[Written]]
 
+ATTEMPTS = 10
+"""Runs of a command whose guarded write keeps finding that another writer changed its aggregate."""
+
 
 class Command:
     """One command request: its pool, its idempotency key and the route it came in on."""
@@ -47,7 +49,7 @@ class Command:
         self.constraint_errors = constraint_errors
 
     async def run(self, work: Work, body: BaseModel | None = None, *, expected_version: int | None = None,
-                  attempts: int = 1) -> Response:
+                  attempts: int = ATTEMPTS) -> Response:
         """Run `work` as one transaction; after a `Retry` conflict run it again, up to `attempts` times."""
         claim = None
         if self.key:
@@ -63,6 +65,8 @@ class Command:
                 if kind is None:
                     raise
                 refusal = kind((kind.__doc__ or kind.title).strip().splitlines()[0])
+            except SerializationFailure as err:  # a guarded write found another version (services/common/tx.py)
+                refusal = VersionChanged(str(err.diag.message_primary or err))
             except CommandRefused as err:
                 refusal = err
             if not isinstance(refusal, Retry):
@@ -79,13 +83,9 @@ class Command:
     async def _once(self, work: Work, claim: tuple[str, str, bytes] | None) -> Response:
         async with self.pool.connection() as conn:
             tx = Tx(conn, claim)
-            try:
-                written = await work(tx)
-                body = written.body()
-                txid = await tx.commit(written.status, idempotency.dump(body))
-            except BaseException:
-                await _quietly(tx.rollback())
-                raise
+            written = await work(tx)
+            body = written.body()
+            txid = await tx.commit(written.status, idempotency.dump(body))
         return render(written.status, body, {"txid": txid, "lsn": await self.positions.after_commit()})
 
     async def _replay(self, claim: tuple[str, str, bytes], required: bool = True) -> Response | None:
@@ -97,13 +97,6 @@ class Command:
                 raise ConcurrencyConflict("the Idempotency-Key's first command did not finish; send it again")
             return None
         return render(first.status, first.response, {"txid": first.txid, "lsn": first.lsn}, replayed=True)
-
-
-async def _quietly(rollback: Awaitable[None]) -> None:
-    try:
-        await rollback
-    except psycopg.Error:
-        pass  # a broken connection: the pool discards it, and the server rolls back
 
 
 def _canonical(body: BaseModel | None, expected_version: int | None) -> bytes:

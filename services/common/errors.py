@@ -39,6 +39,10 @@ class Retry(ConcurrencyConflict):
     """A constraint only a concurrent writer can break: the command is run again on the new state."""
 
 
+class VersionChanged(Retry):
+    """Another writer changed the aggregate between the command's read and its write."""
+
+
 class StaleVersionError(CommandRefused):
     """`If-Match` names a version that is no longer current."""
 

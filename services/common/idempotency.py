@@ -1,9 +1,10 @@
 """Idempotency keys: a retried command returns its first result and writes nothing twice.
 
-The key is inserted in the command's own transaction, before anything the command reads under lock,
-or in the very statement that writes. A retry racing the first attempt blocks on the key's primary
-key until that attempt commits (then it fails with a unique violation and replays the stored result)
-or rolls back (then it proceeds as the first). A retry arriving later meets the stored key at once.
+The key is inserted, with the command's answer, in the very statement that writes (`services/common/tx.py`).
+A retry racing the first attempt blocks on the key's primary key until that attempt commits (then it
+fails with a unique violation and replays the stored answer) or fails (then it proceeds as the first).
+A retry arriving later meets the stored key at once; if the state the first attempt left makes it
+break a rule (or find the aggregate changed), the stored answer is still what it gets.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from services.common.errors import IdempotencyKeyReused
 
 CONSTRAINT = "idempotency_keys_pkey"
 
-CLAIM = "insert into mirador.idempotency_keys (key, route, request_hash) values (%s, %s, %s)"
-"""Claim a key before reading; its result is recorded by RECORD before COMMIT."""
-CLAIM_DONE = """
+CLAIM = """
 insert into mirador.idempotency_keys (key, route, request_hash, status, response)
 values (%s, %s, %s, %s, %s::jsonb)
 """
-"""Claim a key and record its result at once, for a command that writes without reading first."""
-RECORD = "update mirador.idempotency_keys set status = %s, response = %s::jsonb where key = %s"
+"""Claim a key and store the command's answer, in the statement that writes."""
 STORED = """
 select route, request_hash, status, response, txid::text::bigint, pg_current_wal_lsn()::text
 from mirador.idempotency_keys where key = %s

@@ -1,9 +1,12 @@
-"""The statements of one command, sent to Postgres in as few round trips as the command allows.
+"""The statements of one command: what it reads, then all its writes as one statement.
 
-A command that only writes costs one statement: its writes and the claim of its idempotency key become
-one `WITH ... INSERT/UPDATE/DELETE` statement, atomic on its own, prepared by the server after a few
-uses. A command that must read first (to lock a row and check a rule) opens a transaction: BEGIN, the
-claim and the read travel together, then the writes and COMMIT travel together.
+A command reads the state it checks its rules on without a lock and without a transaction, one
+statement a read. Its writes, the claim of its idempotency key and its stored answer then become one
+`WITH ... INSERT/UPDATE/DELETE` statement, atomic on its own and prepared by the server after a few
+uses. A write that depends on what was read is guarded: it names the version read, and if it changes
+no row, another writer changed the aggregate in between; the whole statement then fails and the command
+runs again on the new state (optimistic concurrency, `mirador.guard`). A command costs its reads plus
+one round trip, and holds no lock between them.
 """
 
 from __future__ import annotations
@@ -30,66 +33,43 @@ class Tx:
     def __init__(self, conn: AsyncConnection, claim: tuple[str, str, bytes] | None) -> None:
         self.conn = conn
         self.claim = claim
-        self.writes: list[tuple[str, Params]] = []
-        self.in_transaction = False
-
-    async def peek(self, statement: str, params: Params = ()) -> tuple | None:
-        """A read outside the command's transaction: no lock, for commands that check a version on write."""
-        if self.in_transaction:
-            raise RuntimeError("peek() must come before any read() of the command")
-        return await (await self.conn.execute(statement, params)).fetchone()
+        self.writes: list[tuple[str, Params, bool]] = []
 
     async def read(self, statement: str, params: Params = ()) -> tuple | None:
-        """Run `statement` in the command's transaction (opened, key claimed, on the first read)."""
-        if not self.in_transaction:
-            self.in_transaction = True
-            async with self.conn.pipeline():
-                await self.conn.execute("begin")
-                if self.claim:
-                    await self.conn.execute(idempotency.CLAIM, self.claim)
-                cursor = await self.conn.execute(statement, params)
-            return await cursor.fetchone()
+        """The first row of `statement`, read now, without a lock: guard the writes that depend on it."""
         return await (await self.conn.execute(statement, params)).fetchone()
 
-    def write(self, statement: str, params: Params = ()) -> None:
-        self.writes.append((statement, params))
+    def write(self, statement: str, params: Params = (), *, guard: bool = False) -> None:
+        """Queue a write. `guard`: it names the version `read` returned (`... and version = ...
+        returning 1`), and changing no row means the aggregate changed since: the command runs again."""
+        self.writes.append((statement, params, guard))
 
     async def commit(self, status: int, response: str) -> int:
-        """Send the writes and the stored response, commit; return the transaction id."""
-        if self.in_transaction:
-            async with self.conn.pipeline():
-                for statement, params in self.writes:
-                    await self.conn.execute(statement, params)
-                if self.claim:
-                    await self.conn.execute(idempotency.RECORD, (status, response, self.claim[0]))
-                txid = await self.conn.execute(TXID)
-                await self.conn.execute("commit")
-            return (await txid.fetchone())[0]
+        """Send the writes and the stored answer as one statement; return its transaction id."""
         writes = list(self.writes)
         if self.claim:
-            writes.insert(0, (idempotency.CLAIM_DONE, (*self.claim, status, response)))
-        statement, params = combine(writes) if writes else (TXID, [])
+            writes.insert(0, (idempotency.CLAIM, (*self.claim, status, response), False))
+        statement, params = combine(writes)
         return (await (await self.conn.execute(statement, params)).fetchone())[0]
 
-    async def rollback(self) -> None:
-        if self.in_transaction:
-            await self.conn.rollback()
 
-
-def combine(writes: list[tuple[str, Params]]) -> tuple[str, list]:
+def combine(writes: list[tuple[str, Params, bool]]) -> tuple[str, list]:
     """One statement doing all `writes`, each a data-modifying CTE, returning the transaction id.
 
     Only the fixed statement texts are combined, never values: every value stays a bound parameter.
     """
-    parts, params = [], []
-    for i, (statement, values) in enumerate(writes):
+    parts, params, guards = [], [], []
+    for i, (statement, values, guard) in enumerate(writes):
         text, names = _positional(statement)
         parts.append(f"w{i} as ({text})")
         if names is None:
             params.extend(values)
         else:
             params.extend(values[name] for name in names)
-    return "with " + ",\n".join(parts) + "\n" + TXID, params
+        if guard:
+            guards.append(f"mirador.guard((select count(*) from w{i}))")
+    head = "with " + ",\n".join(parts) + "\n" if parts else ""
+    return head + TXID + ("\nwhere " + " and ".join(guards) if guards else ""), params
 
 
 @lru_cache(maxsize=256)

@@ -33,7 +33,7 @@ async def register_customer(body: CustomerCreate, cmd: CommandDep) -> Response:
 async def update_customer(customer_id: UUID, body: CustomerUpdate, cmd: CommandDep, expected: IfMatch) -> Response:
     """Change some of a customer's fields."""
     async def work(tx: Tx) -> Written:
-        customer = await repository.lock(tx, customer_id)
+        customer = await repository.load(tx, customer_id)
         version = customer.update(expected)
         repository.update(tx, customer_id, body, version)
         return Written(customer_id, version)
@@ -45,9 +45,9 @@ async def update_customer(customer_id: UUID, body: CustomerUpdate, cmd: CommandD
 async def delete_customer(customer_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """Delete a customer for good; `version` in the answer is null."""
     async def work(tx: Tx) -> Written:
-        customer = await repository.lock(tx, customer_id)
+        customer = await repository.load(tx, customer_id)
         customer.delete(expected)
-        repository.delete(tx, customer_id)
+        repository.delete(tx, customer)
         return Written(customer_id, None)
 
     return await cmd.run(work, expected_version=expected)

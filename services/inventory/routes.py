@@ -35,7 +35,7 @@ async def register_product(body: ProductCreate, cmd: CommandDep) -> Response:
 async def change_product(product_id: UUID, body: ProductUpdate, cmd: CommandDep, expected: IfMatch) -> Response:
     """Rename or reprice a product that is not retired."""
     async def work(tx: Tx) -> Written:
-        product = await products.lock(tx, product_id)
+        product = await products.load(tx, product_id)
         version = product.change(expected)
         products.update(tx, product_id, body, version)
         return Written(product_id, version)
@@ -47,7 +47,7 @@ async def change_product(product_id: UUID, body: ProductUpdate, cmd: CommandDep,
 async def retire_product(product_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """Retire a product: it stays in the catalogue, takes no new stock and no changes."""
     async def work(tx: Tx) -> Written:
-        product = await products.lock(tx, product_id)
+        product = await products.load(tx, product_id)
         version = product.retire(expected)
         products.retire(tx, product_id, version)
         return Written(product_id, version)

@@ -36,7 +36,7 @@ async def load(tx: Tx, product_id: UUID) -> Stock:
 
     Read without a lock: the append names the next version, and (stream, version) is unique.
     """
-    row = await tx.peek(LOAD, (product_id,))
+    row = await tx.read(LOAD, (product_id,))
     if row is None:
         raise ProductNotFoundError(f"no product has id {product_id}")
     retired, version, on_hand, events = row

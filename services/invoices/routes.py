@@ -38,7 +38,7 @@ async def issue_invoice(body: InvoiceCreate, cmd: CommandDep) -> Response:
 async def pay_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """issued -> paid."""
     async def work(tx: Tx) -> Written:
-        invoice = await repository.lock(tx, invoice_id)
+        invoice = await repository.load(tx, invoice_id)
         version = invoice.pay(expected)
         repository.close(tx, invoice_id, "paid", version)
         return Written(invoice_id, version)
@@ -50,7 +50,7 @@ async def pay_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> R
 async def void_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """issued -> void; the order may then be invoiced again."""
     async def work(tx: Tx) -> Written:
-        invoice = await repository.lock(tx, invoice_id)
+        invoice = await repository.load(tx, invoice_id)
         version = invoice.void(expected)
         repository.close(tx, invoice_id, "void", version)
         return Written(invoice_id, version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from services.common.errors import NotFoundError, RuleViolation, check_version
+from services.common.errors import NotFoundError, Retry, RuleViolation, check_version
 
 PLACED, PAID, SHIPPED, CANCELLED = "placed", "paid", "shipped", "cancelled"
 
@@ -36,6 +36,10 @@ class OrderNotOpenError(RuleViolation):
 
 class LastLineError(RuleViolation):
     """An order keeps at least one line; cancel the order instead."""
+
+
+class LineNumberTaken(Retry):
+    """Another command added a line to this order first."""
 
 
 @dataclass(frozen=True)

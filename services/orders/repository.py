@@ -8,7 +8,7 @@ import orjson
 
 from services.common.tx import Tx
 
-from services.orders.domain import PLACED, Order, OrderNotFoundError
+from services.orders.domain import PLACED, LineNumberTaken, Order, OrderNotFoundError
 from services.orders.models import OrderCreate, OrderLineCreate
 
 INSERT_ORDER = """
@@ -26,9 +26,9 @@ INSERT_LINE = """
 insert into order_lines (order_id, line_no, product_id, quantity, unit_price)
 values (%(order_id)s, %(line_no)s, %(product_id)s, %(quantity)s, %(unit_price)s)
 """
-LOCK = """
+READ = """
 select status, version, last_line_no, array(select line_no from order_lines where order_id = o.id order by 1)
-from orders o where id = %s for update
+from orders o where id = %s
 """
 MOVE = """
 update orders
@@ -37,13 +37,21 @@ set status = %(status)s, version = %(version)s, updated_at = now(),
     shipped_at = case when %(status)s = 'shipped' then now() else shipped_at end,
     cancelled_at = case when %(status)s = 'cancelled' then now() else cancelled_at end,
     cancel_reason = coalesce(%(reason)s, cancel_reason)
-where id = %(id)s
+where id = %(id)s and version = %(version)s - 1
+returning 1
 """
-LINES_CHANGED = "update orders set version = %s, last_line_no = %s, updated_at = now() where id = %s"
+LINES_CHANGED = """
+update orders set version = %(version)s, last_line_no = %(last_line_no)s, updated_at = now()
+where id = %(id)s and version = %(version)s - 1
+returning 1
+"""
+"""Guarded, as MOVE (`Tx.write(..., guard=True)`): it names the version the command read. The lines
+change only with it, in the same statement."""
 DELETE_LINE = "delete from order_lines where order_id = %s and line_no = %s"
 
-CONSTRAINT_ERRORS: dict = {}
-"""No constraint of an order can be broken by a valid command: every rule is checked first."""
+CONSTRAINT_ERRORS = {"order_lines_pkey": LineNumberTaken}
+"""Two commands adding a line at once both number it after the last one they read: the second to
+write meets the first's line before its guarded write finds the order's new version."""
 
 
 def insert(tx: Tx, order_id: UUID, data: OrderCreate) -> None:
@@ -53,8 +61,8 @@ def insert(tx: Tx, order_id: UUID, data: OrderCreate) -> None:
     tx.write(INSERT_LINES, {"order_id": order_id, "lines": lines})
 
 
-async def lock(tx: Tx, order_id: UUID) -> Order:
-    row = await tx.read(LOCK, (order_id,))
+async def load(tx: Tx, order_id: UUID) -> Order:
+    row = await tx.read(READ, (order_id,))
     if row is None:
         raise OrderNotFoundError(f"no order has id {order_id}")
     status, version, last_line_no, line_nos = row
@@ -62,14 +70,14 @@ async def lock(tx: Tx, order_id: UUID) -> Order:
 
 
 def move(tx: Tx, order_id: UUID, status: str, version: int, reason: str | None = None) -> None:
-    tx.write(MOVE, {"id": order_id, "status": status, "version": version, "reason": reason})
+    tx.write(MOVE, {"id": order_id, "status": status, "version": version, "reason": reason}, guard=True)
 
 
 def add_line(tx: Tx, order: Order, line_no: int, line: OrderLineCreate, version: int) -> None:
     tx.write(INSERT_LINE, {"order_id": order.id, "line_no": line_no, **line.model_dump()})
-    tx.write(LINES_CHANGED, (version, line_no, order.id))
+    tx.write(LINES_CHANGED, {"version": version, "last_line_no": line_no, "id": order.id}, guard=True)
 
 
 def remove_line(tx: Tx, order: Order, line_no: int, version: int) -> None:
     tx.write(DELETE_LINE, (order.id, line_no))
-    tx.write(LINES_CHANGED, (version, order.last_line_no, order.id))
+    tx.write(LINES_CHANGED, {"version": version, "last_line_no": order.last_line_no, "id": order.id}, guard=True)

@@ -37,7 +37,7 @@ async def place_order(body: OrderCreate, cmd: CommandDep) -> Response:
 async def add_line(order_id: UUID, body: OrderLineCreate, cmd: CommandDep, expected: IfMatch) -> Response:
     """Add a line to a placed order; the answer carries the new line's `line_no`."""
     async def work(tx: Tx) -> Written:
-        order = await repository.lock(tx, order_id)
+        order = await repository.load(tx, order_id)
         line_no, version = order.add_line(expected)
         repository.add_line(tx, order, line_no, body, version)
         return Written(order_id, version, status=201, extra={"line_no": line_no})
@@ -49,7 +49,7 @@ async def add_line(order_id: UUID, body: OrderLineCreate, cmd: CommandDep, expec
 async def remove_line(order_id: UUID, line_no: LineNo, cmd: CommandDep, expected: IfMatch) -> Response:
     """Remove a line from a placed order; its last line cannot go."""
     async def work(tx: Tx) -> Written:
-        order = await repository.lock(tx, order_id)
+        order = await repository.load(tx, order_id)
         version = order.remove_line(line_no, expected)
         repository.remove_line(tx, order, line_no, version)
         return Written(order_id, version)
@@ -60,7 +60,7 @@ async def remove_line(order_id: UUID, line_no: LineNo, cmd: CommandDep, expected
 async def _move(order_id: UUID, status: str, cmd: CommandDep, expected: int | None,
                 body: OrderCancel | None = None) -> Response:
     async def work(tx: Tx) -> Written:
-        order = await repository.lock(tx, order_id)
+        order = await repository.load(tx, order_id)
         version = order.move_to(status, expected)
         repository.move(tx, order_id, status, version, body.reason if body else None)
         return Written(order_id, version)

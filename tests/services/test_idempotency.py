@@ -64,16 +64,21 @@ async def test_a_refused_command_stores_nothing_so_its_retry_can_succeed(invento
     accepted(await inventory.post(f"/products/{product}/stock/decrease", **decrease))
 
 
-@pytest.mark.parametrize("service", ["orders", "inventory", "customers"])
+@pytest.mark.parametrize("service", ["orders", "inventory", "customers", "orders-pay"])
 async def test_racing_retries_write_exactly_once(running_services, query, service):
     """30 copies of one command, one key, sent at once to two uvicorn workers: one write, one answer."""
     key = str(uuid.uuid4())
-    async with httpx.AsyncClient(base_url=running_services[service], headers=AUTH | {"Idempotency-Key": key},
+    async with httpx.AsyncClient(base_url=running_services[service.split("-")[0]],
+                                 headers=AUTH | {"Idempotency-Key": key},
                                  limits=httpx.Limits(max_connections=30)) as client:
         if service == "customers":  # the copies also race for the unique email: still replays, not 409s
             data = {"email": f"{unique('race')}@example.com", "name": "Race", "country": "NL"}
             responses = await asyncio.gather(*(client.post("/customers", json=data) for _ in range(30)))
             count = "select count(*) from customers where email = %s", (data["email"],)
+        elif service == "orders-pay":  # a command that reads the order first, and checks its status
+            order = (await client.post("/orders", json=new_order(), headers={"Idempotency-Key": key + "-o"})).json()
+            responses = await asyncio.gather(*(client.post(f"/orders/{order['id']}/pay") for _ in range(30)))
+            count = "select count(*) from orders where id = %s and status = 'paid' and version = 2", (order["id"],)
         elif service == "orders":
             data = new_order()
             responses = await asyncio.gather(*(client.post("/orders", json=data) for _ in range(30)))
@@ -87,5 +92,6 @@ async def test_racing_retries_write_exactly_once(running_services, query, servic
     assert {r.status_code for r in responses} <= {200, 201}
     answers = {written(r.json()) for r in responses}
     assert len(answers) == 1, answers
+    service = service.split("-")[0]
     assert query(service, *count) == [(1,)]
     assert query(service, "select count(*) from mirador.idempotency_keys where key = %s", (key,)) == [(1,)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
+import httpx
 import pytest
 
+from .conftest import AUTH
 from .helpers import accepted, invalid_fields, refused
 
 pytestmark = pytest.mark.anyio
@@ -136,3 +139,31 @@ async def test_add_line_errors(orders):
     refused(await orders.post(f"/orders/{order['id']}/lines", json=line, headers={"If-Match": '"9"'}), 412)
     accepted(await orders.post(f"/orders/{order['id']}/cancel"))
     refused(await orders.post(f"/orders/{order['id']}/lines", json=line), 409, "order_not_open")
+
+
+async def _at_once(base_url: str, requests: list[tuple[str, str, dict | None]]) -> list[httpx.Response]:
+    """The requests sent together over their own connections, to the service's two uvicorn workers."""
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH,
+                                 limits=httpx.Limits(max_connections=len(requests))) as client:
+        return await asyncio.gather(*(client.request(method, path, json=body) for method, path, body in requests))
+
+
+async def test_concurrent_moves_of_one_order_let_exactly_one_through(running_services, query):
+    """Each move reads the order unlocked; its guarded write finds whether another got there first."""
+    order = accepted((await _at_once(running_services["orders"], [("POST", "/orders", new_order())]))[0], 201)
+    responses = await _at_once(running_services["orders"], [("POST", f"/orders/{order['id']}/pay", None)] * 16)
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 15
+    assert all(refused(r, 409, "invalid_transition") for r in responses if r.status_code != 200)
+    assert query("orders", "select status, version from orders where id = %s", (order["id"],)) == [("paid", 2)]
+
+
+async def test_concurrent_line_additions_all_land_one_after_another(running_services, query):
+    """Twelve lines added at once, none with If-Match: each command runs again until it wins its turn."""
+    order = accepted((await _at_once(running_services["orders"], [("POST", "/orders", new_order(1))]))[0], 201)
+    line = {"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": "1.00"}
+    responses = await _at_once(running_services["orders"], [("POST", f"/orders/{order['id']}/lines", line)] * 12)
+    answers = [accepted(r, 201) for r in responses]
+    assert sorted(a["line_no"] for a in answers) == list(range(2, 14))
+    assert sorted(a["version"] for a in answers) == list(range(2, 14))
+    assert query("orders", "select version, last_line_no, (select count(*) from order_lines where order_id = o.id) "
+                           "from orders o where id = %s", (order["id"],)) == [(13, 13, 13)]
