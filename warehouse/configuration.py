@@ -113,9 +113,10 @@ class PipelineSettings(LoaderSettings):
     """In `mirador run`, execute the SQL dbt ran for a model or a data test, once two dbt runs of it
     agree, instead of invoking dbt for it every cycle (warehouse/plan.py)."""
 
-    run_replay_recheck: float = Field(300.0, gt=0)
+    run_replay_recheck: float = Field(3600.0, gt=0)
     """In `mirador run`, seconds a replayed node's recording holds before dbt runs it again to check it
-    (SQL rendered from data or the date changes seldom, but can)."""
+    (SQL rendered from data or the date changes seldom, but can). Each recheck is a cycle through dbt,
+    seconds instead of a fraction of one, that every change arriving meanwhile waits for (ADR 16)."""
 
     run_replay_threads: int = Field(2, ge=1)
     """Models a replay executes at once, each as soon as its parents are done (dbt's `threads`)."""
