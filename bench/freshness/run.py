@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--probes", type=float, default=5, help="probe commands per second")
-    parser.add_argument("--warm-up", type=float, default=90.0,
+    parser.add_argument("--warm-up", type=float, default=180.0,
                         help="at most this many seconds of traffic before probing: until builds and tests replay")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
     args = parser.parse_args()
