@@ -35,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.services.cpu import core_speed, processes  # noqa: E402
+from bench.services.cpu import processes  # noqa: E402
 from cdc import stack  # noqa: E402
 from cdc.config import SERVICES, StackSettings  # noqa: E402
 from tests.ports import free_ports  # noqa: E402
@@ -127,8 +127,7 @@ def main() -> None:
         started = time.monotonic()
         mirador("load", "--once", "--no-progress", check=True, capture_output=True)
         mirador("build", check=True, capture_output=True)
-        print(f"warm-up (history loaded and built) in {time.monotonic() - started:.1f}s; core speed "
-              f"{core_speed():.2f}s (10M Python additions; 0.23s on a quick hour)", flush=True)
+        print(f"warm-up (history loaded and built) in {time.monotonic() - started:.1f}s", flush=True)
 
         # To a file, not a pipe: nobody reads a pipe while the run goes on, and a full one blocks its logging.
         run_log = home / "last-run.log"

@@ -33,7 +33,7 @@ import uvloop
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.services import loadgen, psycopg_loop
-from bench.services.cpu import CpuMeter, core_speed
+from bench.services.cpu import CpuMeter
 from services import runner
 from tests.ports import free_ports
 
@@ -215,8 +215,7 @@ def main() -> None:
                               for q in (1, 2, 3)]).decode()
         runs: list[Run] = []
         print(f"{os.cpu_count()} CPUs, {args.workers} workers/service, pool {args.pool}/worker, "
-              f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats; "
-              f"core speed {core_speed():.2f}s (10M Python additions; 0.23s on a quick hour)\n")
+              f"concurrency {args.concurrency}, {args.seconds:.0f}s per run, {args.repeats} repeats\n")
         print("cdc s: seconds Debezium needed after the run to catch up with the WAL it wrote.\n"
               "CPU us/command, the CDC catch-up included: service (uvicorn workers), postgres, cdc (Debezium\n"
               "and Kafka), client (load generator, pgbench or psycopg loop).\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -77,21 +76,3 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         end = self._read()
         self.spent = Counter({group: max(0.0, end[group] - self.start[group]) for group in end})
-
-
-SPEED_LOOP = compile("s = 0\nfor i in range(10_000_000):\n    s += i\n", "<core speed>", "exec")
-
-
-def core_speed() -> float:
-    """Seconds one core takes for 10M pure-Python additions now (at module level, as `python -c` runs
-    them), the best of three.
-
-    A machine shared with others runs the same code 3x slower in some hours than in others; printed
-    beside a benchmark's numbers, this says which kind of hour they come from (0.23 s on a quick one).
-    """
-    def once() -> float:
-        started = time.perf_counter()
-        exec(SPEED_LOOP, {})  # noqa: S102 - a fixed loop, the same every time
-        return time.perf_counter() - started
-    return min(once() for _ in range(3))
-
