@@ -68,7 +68,7 @@ def schema_of(conn: duckdb.DuckDBPyConnection, schemas: list[str]) -> str:
 class Plans:
     """What dbt executed for each model, and which of those recordings are confirmed for replay."""
 
-    def __init__(self, recheck: float = 3600.0) -> None:
+    def __init__(self, recheck: float) -> None:
         self.statements: dict[str, tuple[str, ...]] = {}
         self.confirmed: dict[str, float] = {}
         """Node -> when a dbt run last executed the same statements (`time.monotonic()`)."""

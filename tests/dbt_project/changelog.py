@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -76,7 +77,8 @@ class Changelog:
     lines: dict = field(default_factory=dict)
     lsn: int = 1000
     pending: list = field(default_factory=list)
-    emitted: list = field(default_factory=list)
+    emitted: deque = field(default_factory=lambda: deque(maxlen=50))
+    """The last events sent, which a redelivery picks from."""
     offsets: dict = field(default_factory=lambda: {t: 0 for t in TABLES})
 
     # -- what the source does ---------------------------------------------------------------------
@@ -164,7 +166,7 @@ class Changelog:
     def redeliver(self) -> None:
         """A connector restart re-sends events it had already sent: same LSN and values, new offset."""
         if self.emitted:
-            event = dict(self.rng.choice(self.emitted[-50:]))
+            event = dict(self.rng.choice(self.emitted))
             event["_offset"] = self._offset(event["_table"])
             self.pending.append(event)
 
@@ -218,10 +220,11 @@ class StockSource:
         self.pending: list[dict] = []
         self.late: list[dict] = []
         self.deferred = 0
-        self.emitted: list[dict] = []
+        self.emitted: deque[dict] = deque(maxlen=30)
+        """The last events sent, which a redelivery picks from."""
 
     def step(self) -> None:
-        sent = [event for event in self.emitted[-30:] if not event.get("late")]
+        sent = [event for event in self.emitted if not event.get("late")]
         if sent and self.rng.random() < 0.15:
             # A connector restart re-sends an event: same LSN and values, a new offset.
             self.pending.append(dict(self.rng.choice(sent), _offset=self._next_offset()))

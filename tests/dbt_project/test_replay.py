@@ -135,7 +135,7 @@ def _record(plans: Plans, statements: dict[str, list[str]], through: int, schema
 
 
 def test_only_recordings_two_runs_agree_on_are_replayed():
-    plans = Plans()
+    plans = Plans(recheck=300)
     bound = "select * from raw.t where _batch_id <= {} /* mirador_through_batch */"
     stable = lambda n: ["/* {\"app\": \"dbt\"} */ select column_name from information_schema.columns",  # noqa: E731
                         f"create temporary table a__dbt_tmp2026112{n} as ({bound.format(n)})", "BEGIN",
