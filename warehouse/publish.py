@@ -7,12 +7,15 @@ a reader sees the old publication or the new one, never a half-built one. A read
 older file keeps reading it, even after it is removed. The pointer carries the watermark: per
 service, the newest source LSN and commit time included, plus the build id and time.
 
-A new publication starts as a copy of the previous file and applies what changed, keyed by each
-mart's primary key (ADR 8): the rows builds wrote since the previous publication (stamped with
-`_built_batch`), rows nothing stamped, found by comparing them whole (as every row is when the
-previous publication is not this warehouse's), and the keys gone, looked for only when the published
-copy ends up with more rows than the mart. Every `rewrite_every` publications, after
-a schema change, or without a previous file, the marts are copied whole, which also drops the space
+A new publication starts from an earlier one and applies what changed since, keyed by each mart's
+primary key (ADR 8): the rows builds wrote since that publication (stamped with `_built_batch`), rows
+nothing stamped, found by comparing them whole (as every row is when that publication is not this
+warehouse's), and the keys gone, looked for only when the published copy ends up with more rows than
+the mart. The earlier one is the oldest publication kept, the one pruning would remove (ADR 17): it is
+renamed out of readers' reach, then written in place, unless a reader still has it open (DuckDB's
+file lock says so); then, and while fewer than `keep` are kept, the current file is copied instead.
+A file is never written while a reader can open it. After `rewrite_every` publications in place, after
+a schema change, or without an earlier file, the marts are copied whole, which also drops the space
 deleted rows left.
 """
 
@@ -98,19 +101,12 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{build_id}.duckdb"
     partial = target.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
     built_at = _now()
-    previous = current_publication(directory)
-    base = previous.path(directory) if previous and previous.increments + 1 < rewrite_every else None
-    if base is not None and base.exists():
-        shutil.copyfile(base, partial)
-        increments = previous.increments + 1
-    else:
-        increments = 0
-    conn.execute(f"attach '{partial}' as publication")
+    base = _attach_base(conn, directory, partial, keep, rewrite_every)
+    increments = base.increments + 1 if base else 0
     try:
         marts, published = _columns(conn, "marts"), _columns(conn, "publication")
-        since = _published_through(conn, previous, through_batch) if increments else None
+        since = _published_through(conn, base, through_batch) if base else None
         for table, key in tables.items():
             columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
             marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
@@ -122,8 +118,8 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         for stale in published.keys() - tables.keys():
             conn.execute(f'drop table publication.main."{stale}"')
         conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
-                     "built_at, ? as through_batch, ?::json as watermark",
-                     [build_id, built_at, through_batch, json.dumps(watermark)])
+                     "built_at, ? as through_batch, ?::json as watermark, ? as increments",
+                     [build_id, built_at, through_batch, json.dumps(watermark), increments])
     finally:
         conn.execute("detach publication")
     _fsync(partial)
@@ -133,6 +129,59 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     switch(directory, publication)
     _prune(directory, keep)
     return publication
+
+
+@dataclass
+class _Base:
+    """What an earlier publication file, attached as `publication` to be written into, holds."""
+    build_id: str
+    through_batch: int
+    increments: int
+
+
+def _attach_base(conn: duckdb.DuckDBPyConnection, directory: Path, partial: Path, keep: int,
+                 rewrite_every: int) -> _Base | None:
+    """Attach `partial` as `publication`: the oldest kept publication, which pruning would remove next,
+    renamed to it; else a copy of the current one; else (none, or `rewrite_every` reached) a new file.
+    Returns what it holds, None for a new file."""
+    for stale in directory.glob("*.partial*"):  # left by a publication that failed: one publishes at a time
+        stale.unlink(missing_ok=True)
+    current = current_publication(directory)
+    older = _older(directory, current)
+    if current is not None and keep and len(older) >= keep:
+        os.rename(older[-1], partial)
+        try:
+            conn.execute(f"attach '{partial}' as publication")
+        except duckdb.IOException:  # a reader still has it open: it keeps it, unlinked, as after pruning
+            partial.unlink()
+        else:
+            base = _held(conn)
+            if base is not None and base.increments + 1 < rewrite_every:
+                return base
+            conn.execute("detach publication")
+            partial.unlink()
+            current = None  # its lineage reached `rewrite_every` (or it is not a publication): start anew
+    if current is not None and current.increments + 1 < rewrite_every and current.path(directory).exists():
+        shutil.copyfile(current.path(directory), partial)
+        conn.execute(f"attach '{partial}' as publication")
+        return _Base(current.build_id, current.through_batch, current.increments)
+    conn.execute(f"attach '{partial}' as publication")
+    return None
+
+
+def _held(conn: duckdb.DuckDBPyConnection) -> _Base | None:
+    """The publication the attached file holds, from its `_publication` row."""
+    try:
+        row = conn.execute("select build_id, through_batch, increments from publication.main._publication").fetchone()
+    except duckdb.Error:  # a publication from before `increments` was stored, or not one at all
+        return None
+    return None if row is None else _Base(*row)
+
+
+def _older(directory: Path, current: Publication | None) -> list[Path]:
+    """The publication files kept besides the current one, newest first."""
+    return sorted((p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple]]:
@@ -147,18 +196,18 @@ def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tu
     return tables
 
 
-def _published_through(conn: duckdb.DuckDBPyConnection, previous: Publication, through_batch: int) -> int | None:
-    """The batch the previous publication was built through, when it was built from this warehouse
+def _published_through(conn: duckdb.DuckDBPyConnection, base: _Base, through_batch: int) -> int | None:
+    """The batch the publication written into was built through, when it was built from this warehouse
     (its build is recorded here) and not from batches this one has not reached: rows a build stamped
     with a later `_built_batch` are the only ones written since. None: compare the rows instead."""
-    if through_batch < previous.through_batch:
+    if through_batch < base.through_batch:
         return None
     try:
         found = conn.execute("select count(*) from loader.builds where build_id = ? and success",
-                             [previous.build_id]).fetchone()[0]
+                             [base.build_id]).fetchone()[0]
     except duckdb.CatalogException:
         return None
-    return previous.through_batch if found else None
+    return base.through_batch if found else None
 
 
 def _quoted(names) -> str:
@@ -240,10 +289,7 @@ def current_publication(directory: Path) -> Publication | None:
 
 def _prune(directory: Path, keep: int) -> None:
     """Remove all but the newest `keep` older publications; open readers keep their file (unlinked)."""
-    current = current_publication(directory)
-    files = sorted((p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
+    for old in _older(directory, current_publication(directory))[keep:]:
         old.unlink(missing_ok=True)
         Path(f"{old}.wal").unlink(missing_ok=True)
 

@@ -1,11 +1,13 @@
-"""Publication by changes: each publication, a copy of the previous one plus the rows that differ, must
-hold exactly what the marts hold, whatever changed (values to and from NULL, keys gone and back,
-columns added), and must never touch the file readers have open."""
+"""Publication by changes: each publication, an earlier one plus the rows that differ, must hold exactly
+what the marts hold, whatever changed (values to and from NULL, keys gone and back, columns added),
+and must never touch a file a reader has open or can still open."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -154,3 +156,75 @@ def test_publications_by_built_batch_equal_the_marts(tmp_path: Path) -> None:
             assert _differences(conn, "orders") == 0, f"publication {batch} differs from the mart"
         finally:
             conn.execute("detach published")
+
+
+def test_the_oldest_kept_publication_is_written_in_place(tmp_path: Path) -> None:
+    """With `keep` older publications kept, each new one is the oldest file renamed and brought up to
+    date: as many files as before, each equal to the marts, and none of the others written."""
+    directory = tmp_path / "published"
+    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
+    _marts(conn)
+    rng = random.Random(5)
+    inodes: dict[int, str] = {}
+    reused = 0
+    for batch in range(1, 25):
+        _change(conn, rng, batch)
+        others = {p: _digest(p) for p in directory.glob("*.duckdb")}
+        oldest = min(others, key=lambda p: p.stat().st_mtime) if len(others) == 3 else None
+        publication = publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2, rewrite_every=10)
+        path = publication.path(directory)
+        reused += path.stat().st_ino in inodes
+        inodes[path.stat().st_ino] = path.name
+        assert {p.name for p in directory.iterdir()} == {p.name for p in others if p != oldest} | {
+            path.name, "current.json"}
+        for other, digest in others.items():
+            if other != oldest:
+                assert _digest(other) == digest, "a kept publication was written again"
+        conn.execute(f"attach '{path}' as published (read_only)")
+        try:
+            assert all(_differences(conn, table) == 0 for table in TABLES), f"publication {batch} differs"
+            assert conn.execute("select build_id, increments from published.main._publication").fetchone() == (
+                publication.build_id, publication.increments)
+        finally:
+            conn.execute("detach published")
+    assert reused >= 18, "the oldest file was copied instead of written in place"
+
+
+HOLDER = """
+import duckdb, hashlib, os, sys
+path = sys.argv[1]
+conn = duckdb.connect(path, read_only=True)
+fd = os.open(path, os.O_RDONLY)
+print("open", flush=True)
+sys.stdin.readline()
+data = os.pread(fd, os.fstat(fd).st_size, 0)
+print(hashlib.sha256(data).hexdigest(), conn.execute("select build_id from _publication").fetchone()[0], flush=True)
+"""
+
+
+def test_a_publication_a_reader_holds_is_not_written(tmp_path: Path) -> None:
+    """The oldest file is due for reuse, but a reader process has it open: DuckDB's lock refuses the
+    write, the current file is copied instead, and the reader goes on reading what it opened."""
+    directory = tmp_path / "published"
+    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
+    _marts(conn)
+    rng = random.Random(3)
+    for batch in range(1, 4):
+        _change(conn, rng, batch)
+        publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2)
+    oldest = directory / "b1.duckdb"
+    digest = _digest(oldest)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(oldest)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        _change(conn, rng, 4)
+        publication = publish(conn, directory, "b4", 4, TABLES, {}, keep=2)
+        held, _ = holder.communicate("go\n", timeout=60)
+    finally:
+        holder.kill()
+    assert held.split() == [digest, "b1"]
+    assert not oldest.exists() and publication.increments == 3  # b3 (2) copied, plus one
+    assert sorted(p.name for p in directory.glob("*.duckdb")) == ["b2.duckdb", "b3.duckdb", "b4.duckdb"]
+    conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
+    assert all(_differences(conn, table) == 0 for table in TABLES)
