@@ -25,7 +25,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,26 +103,27 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     target = directory / f"{build_id}.duckdb"
     partial = target.with_suffix(".partial")
     built_at = _now()
-    base = _attach_base(conn, directory, partial, keep, rewrite_every)
-    increments = base.increments + 1 if base else 0
-    try:
-        marts, published = _columns(conn, "marts"), _columns(conn, "publication")
-        since = _published_through(conn, base, through_batch) if base else None
-        for table, key in tables.items():
-            columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
-            marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
-            if not (increments and key and published.get(table) == columns and _apply_changes(
-                    conn, table, [name for name, _ in columns], list(key), since if marked else None)):
-                conn.execute(f'drop table if exists publication.main."{table}"')
-                conn.execute(f'create table publication.main."{table}" as '
-                             f'select {_quoted(name for name, _ in columns)} from marts."{table}"')
-        for stale in published.keys() - tables.keys():
-            conn.execute(f'drop table publication.main."{stale}"')
-        conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
-                     "built_at, ? as through_batch, ?::json as watermark, ? as increments",
-                     [build_id, built_at, through_batch, json.dumps(watermark), increments])
-    finally:
-        conn.execute("detach publication")
+    with _unsynced(conn):
+        base = _attach_base(conn, directory, partial, keep, rewrite_every)
+        increments = base.increments + 1 if base else 0
+        try:
+            marts, published = _columns(conn, "marts"), _columns(conn, "publication")
+            since = _published_through(conn, base, through_batch) if base else None
+            for table, key in tables.items():
+                columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
+                marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
+                if not (increments and key and published.get(table) == columns and _apply_changes(
+                        conn, table, [name for name, _ in columns], list(key), since if marked else None)):
+                    conn.execute(f'drop table if exists publication.main."{table}"')
+                    conn.execute(f'create table publication.main."{table}" as '
+                                 f'select {_quoted(name for name, _ in columns)} from marts."{table}"')
+            for stale in published.keys() - tables.keys():
+                conn.execute(f'drop table publication.main."{stale}"')
+            conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
+                         "built_at, ? as through_batch, ?::json as watermark, ? as increments",
+                         [build_id, built_at, through_batch, json.dumps(watermark), increments])
+        finally:
+            conn.execute("detach publication")
     _fsync(partial)
     os.replace(partial, target)
     publication = Publication(build_id, target.name, built_at, _now(), through_batch, list(tables), watermark,
@@ -129,6 +131,20 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     switch(directory, publication)
     _prune(directory, keep)
     return publication
+
+
+@contextmanager
+def _unsynced(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Without DuckDB's syncs: the publication file is synced whole before it is renamed into readers'
+    reach, so syncing its WAL at each statement and its blocks at the checkpoint detaching makes would
+    protect nothing (ADR 17). The setting is the instance's; meanwhile only the publication is written
+    (temporary tables aside): `mirador run` holds its landings while it publishes."""
+    synced = conn.execute("select current_setting('fsync_mode')").fetchone()[0]
+    conn.execute("set fsync_mode = 'NONE'")
+    try:
+        yield
+    finally:
+        conn.execute(f"set fsync_mode = '{synced}'")
 
 
 @dataclass
