@@ -92,11 +92,13 @@ class PipelineSettings(LoaderSettings):
     """Where published snapshots of the view tables go; defaults to `<home>/warehouse/published`."""
 
     publish_keep: int = Field(3, ge=1)
-    """Published snapshots kept besides the current one (readers may still be on older ones)."""
+    """Published snapshots kept besides the current one (readers may still be on older ones). Once
+    this many are kept, each publication is the oldest, brought up to date in place (ADR 17)."""
 
     publish_rewrite_every: int = Field(50, ge=1)
-    """A publication copies the previous one and applies the rows that changed; every this many, the
-    marts are copied whole instead (which also reclaims the space of deleted rows). 1: always whole."""
+    """A publication is an earlier one plus the rows that changed since; once a file has been written
+    this many times, the marts are copied whole instead (which also reclaims the space of deleted
+    rows). 1: always whole."""
 
     run_interval: float = Field(1.0, gt=0)
     """In `mirador run`, a build starts as soon as a batch lands; with none, the watermark is

@@ -53,7 +53,7 @@ class Publication:
     tested_through_batch: int | None = None
     """Data tests passed on every batch up to this one (`mirador run` tests every few seconds)."""
     increments: int = 0
-    """Publications since the marts were last copied whole, each the previous file plus what changed."""
+    """Publications written into this file since the marts were last copied whole, each adding what changed."""
 
     def path(self, directory: Path) -> Path:
         return directory / self.file
@@ -168,8 +168,8 @@ def _attach_base(conn: duckdb.DuckDBPyConnection, directory: Path, partial: Path
         os.rename(older[-1], partial)
         try:
             conn.execute(f"attach '{partial}' as publication")
-        except duckdb.IOException:  # a reader still has it open: it keeps it, unlinked, as after pruning
-            partial.unlink()
+        except duckdb.Error:  # a reader still has it open (DuckDB's lock), or it cannot be opened at all:
+            partial.unlink()  # a reader keeps it, unlinked, as after pruning
         else:
             base = _held(conn)
             if base is not None and base.increments + 1 < rewrite_every:

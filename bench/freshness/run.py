@@ -186,7 +186,7 @@ def main() -> None:
     print(f"commit -> raw (loader)        {_percentiles(landed)}")
     print(f"commit -> published view      {_percentiles(visible)}")
     for kind, what in (("replayed", "recorded SQL of the models"), ("dbt run", "models only"),
-                       ("dbt build", "models and tests"), ("publish", "previous file + changed rows")):
+                       ("dbt build", "models and tests"), ("publish", "an earlier file + changed rows")):
         matches = [m for m in (re.search(rf"{kind} ([0-9.]+)s(, ([0-9.]+)s on CPU)?", line) for line in cycles) if m]
         if matches:
             seconds, cpu = [float(m[1]) for m in matches], [float(m[3]) for m in matches if m[3]]

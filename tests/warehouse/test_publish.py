@@ -5,6 +5,7 @@ and must never touch a file a reader has open or can still open."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import subprocess
 import sys
@@ -226,5 +227,25 @@ def test_a_publication_a_reader_holds_is_not_written(tmp_path: Path) -> None:
     assert held.split() == [digest, "b1"]
     assert not oldest.exists() and publication.increments == 3  # b3 (2) copied, plus one
     assert sorted(p.name for p in directory.glob("*.duckdb")) == ["b2.duckdb", "b3.duckdb", "b4.duckdb"]
+    conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
+    assert all(_differences(conn, table) == 0 for table in TABLES)
+
+
+def test_a_kept_file_that_is_not_a_publication_is_dropped(tmp_path: Path) -> None:
+    """The oldest file kept cannot be opened (damaged by hand, say): it is removed and the current file
+    copied instead, and the publication is whole and right."""
+    directory = tmp_path / "published"
+    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
+    _marts(conn)
+    rng = random.Random(9)
+    for batch in range(1, 4):
+        _change(conn, rng, batch)
+        publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2)
+    damaged = directory / "b1.duckdb"
+    damaged.write_bytes(b"not a database" * 1000)
+    os.utime(damaged, (0, 0))  # still the oldest
+    _change(conn, rng, 4)
+    publication = publish(conn, directory, "b4", 4, TABLES, {}, keep=2)
+    assert sorted(p.name for p in directory.glob("*")) == ["b2.duckdb", "b3.duckdb", "b4.duckdb", "current.json"]
     conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
     assert all(_differences(conn, table) == 0 for table in TABLES)
