@@ -52,12 +52,15 @@ ABRIDGED = "..."
 """How a statement dbt was asked to abridge in its log ends (seeds' inserts): no SQL ends so."""
 
 SCHEMA_SQL = """
-select md5(coalesce(string_agg(concat_ws(' ', c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type),
-                               ',' order by c.table_schema, c.table_name, c.ordinal_position), ''))
-from information_schema.columns as c
-inner join information_schema.tables as t using (table_catalog, table_schema, table_name)
-where c.table_catalog = current_database() and list_contains(?, c.table_schema)
+select md5(coalesce(string_agg(concat_ws(' ', c.schema_name, c.table_name, coalesce(t.table_type, 'VIEW'), c.column_name,
+                                         c.data_type), ',' order by c.schema_name, c.table_name, c.column_index), ''))
+from duckdb_columns() as c
+left join (select database_name, schema_name, table_name, 'BASE TABLE' as table_type from duckdb_tables()) as t
+    using (database_name, schema_name, table_name)
+where c.database_name = current_database() and list_contains(?, c.schema_name)
 """
+"""The digest `information_schema` would give (the same strings), from DuckDB's own catalog functions,
+which take half the time: it runs every cycle."""
 
 
 def schema_of(conn: duckdb.DuckDBPyConnection, schemas: list[str]) -> str:

@@ -66,8 +66,8 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     still behind hold it back to what they landed); wait for `lsn` >= a command's position to read
     your write. `latest_lsn`/`latest_commit_ts`: the newest change landed from any topic.
     """
-    exists = conn.execute("select count(*) from information_schema.tables "
-                          "where table_schema = 'loader' and table_name = 'topic_progress'").fetchall()[0][0]
+    exists = conn.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                          "and schema_name = 'loader' and table_name = 'topic_progress'").fetchall()[0][0]
     if not exists:
         return {}
     rows = conn.execute("""
@@ -202,12 +202,12 @@ def _older(directory: Path, current: Publication | None) -> list[Path]:
 
 def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple]]:
     """Per table of the marts (or of the publication), its (name, type) columns in order."""
-    where = ("table_schema = 'marts'" if catalog == "marts"
-             else "table_catalog = 'publication' and table_schema = 'main'")
+    where = ("database_name = current_database() and schema_name = 'marts'" if catalog == "marts"
+             else "database_name = 'publication' and schema_name = 'main'")
     tables: dict[str, list[tuple]] = {}
-    for table, name, data_type in conn.execute(
-            f"select table_name, column_name, data_type from information_schema.columns where {where} "
-            "order by table_name, ordinal_position").fetchall():
+    for table, name, data_type in conn.execute(  # duckdb_columns(): half the time of information_schema
+            f"select table_name, column_name, data_type from duckdb_columns() where {where} "
+            "order by table_name, column_index").fetchall():
         tables.setdefault(table, []).append((name, data_type))
     return tables
 
