@@ -52,8 +52,9 @@ ABRIDGED = "..."
 """How a statement dbt was asked to abridge in its log ends (seeds' inserts): no SQL ends so."""
 
 SCHEMA_SQL = """
-select md5(coalesce(string_agg(concat_ws(' ', c.schema_name, c.table_name, coalesce(t.table_type, 'VIEW'), c.column_name,
-                                         c.data_type), ',' order by c.schema_name, c.table_name, c.column_index), ''))
+select md5(coalesce(string_agg(
+    concat_ws(' ', c.schema_name, c.table_name, coalesce(t.table_type, 'VIEW'), c.column_name, c.data_type),
+    ',' order by c.schema_name, c.table_name, c.column_index), ''))
 from duckdb_columns() as c
 left join (select database_name, schema_name, table_name, 'BASE TABLE' as table_type from duckdb_tables()) as t
     using (database_name, schema_name, table_name)

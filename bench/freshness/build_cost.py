@@ -6,8 +6,9 @@ A simulated orders service (tests/dbt_project/changelog.py) fills the raw change
 about 2N lines, and a full build runs once. Each repeat then lands `--changes` random commands as one
 batch, without truncates (after one, every order is rebuilt, by design). It times an incremental `dbt
 build` (models and tests), then another change set with the models only (what most `mirador run`
-cycles do), and the publication, by changes after each build and whole. Prints medians per size (and per replayed
-model) and the ratio between sizes: incremental work should follow the rows changed, not the table.
+cycles do), and the publication, by changes after each build and whole. Prints medians per size (and
+per replayed model) and the ratio between sizes: incremental work should follow the rows changed, not
+the table.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from warehouse.build import Builder  # noqa: E402
 from warehouse.configuration import PipelineSettings  # noqa: E402
 from warehouse.land import connect  # noqa: E402
 from warehouse.publish import publish  # noqa: E402
-
-KEEP = 3
-"""Older publications kept, as `MIRADOR_PUBLISH_KEEP`'s default."""
 
 
 def fill(source: Changelog, conn: duckdb.DuckDBPyConnection, orders: int) -> None:
@@ -93,16 +91,16 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
                 with connect(path, settings) as conn:
                     t0 = time.perf_counter()
                     publish(conn, workdir / f"published{size}", result.build_id, result.through_batch,
-                            builder.exposed_models(), result.watermark, keep=KEEP)
+                            builder.exposed_models(), result.watermark, keep=settings.publish_keep)
                     publishes.append(time.perf_counter() - t0)
             with connect(path, settings) as conn:
                 t0 = time.perf_counter()
                 publish(conn, workdir / f"whole{size}", result.build_id, result.through_batch,
                         builder.exposed_models(), result.watermark, rewrite_every=1)
                 wholes.append(time.perf_counter() - t0)
-    # As `mirador run` publishes: the first publications copy the current file, then `KEEP` older ones
-    # are kept and each new one is the oldest, brought up to date in place (ADR 17).
-    steady = publishes[KEEP + 1:] or publishes[1:] or publishes
+    # As `mirador run` publishes: the first publications copy the current file, then `publish_keep` older
+    # ones are kept and each new one is the oldest, brought up to date in place (ADR 17).
+    steady = publishes[settings.publish_keep + 1:] or publishes[1:] or publishes
     return {"size": size, "land_s": landed, "full_build_s": first.seconds, "build_s": statistics.median(builds),
             "run_s": statistics.median(runs), "publish_s": statistics.median(steady),
             "whole_s": statistics.median(wholes),

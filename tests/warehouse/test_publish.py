@@ -191,6 +191,18 @@ def test_the_oldest_kept_publication_is_written_in_place(tmp_path: Path) -> None
     assert reused >= 18, "the oldest file was copied instead of written in place"
 
 
+def _three_publications(tmp_path: Path, seed: int) -> tuple[duckdb.DuckDBPyConnection, Path, random.Random]:
+    """Marts changed and published three times with `keep=2`: b1 is the oldest kept, due for reuse."""
+    directory = tmp_path / "published"
+    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
+    _marts(conn)
+    rng = random.Random(seed)
+    for batch in range(1, 4):
+        _change(conn, rng, batch)
+        publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2)
+    return conn, directory, rng
+
+
 HOLDER = """
 import duckdb, hashlib, os, sys
 path = sys.argv[1]
@@ -206,13 +218,7 @@ print(hashlib.sha256(data).hexdigest(), conn.execute("select build_id from _publ
 def test_a_publication_a_reader_holds_is_not_written(tmp_path: Path) -> None:
     """The oldest file is due for reuse, but a reader process has it open: DuckDB's lock refuses the
     write, the current file is copied instead, and the reader goes on reading what it opened."""
-    directory = tmp_path / "published"
-    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
-    _marts(conn)
-    rng = random.Random(3)
-    for batch in range(1, 4):
-        _change(conn, rng, batch)
-        publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2)
+    conn, directory, rng = _three_publications(tmp_path, seed=3)
     oldest = directory / "b1.duckdb"
     digest = _digest(oldest)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(oldest)], stdin=subprocess.PIPE,
@@ -234,13 +240,7 @@ def test_a_publication_a_reader_holds_is_not_written(tmp_path: Path) -> None:
 def test_a_kept_file_that_is_not_a_publication_is_dropped(tmp_path: Path) -> None:
     """The oldest file kept cannot be opened (damaged by hand, say): it is removed and the current file
     copied instead, and the publication is whole and right."""
-    directory = tmp_path / "published"
-    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
-    _marts(conn)
-    rng = random.Random(9)
-    for batch in range(1, 4):
-        _change(conn, rng, batch)
-        publish(conn, directory, f"b{batch}", batch, TABLES, {}, keep=2)
+    conn, directory, rng = _three_publications(tmp_path, seed=9)
     damaged = directory / "b1.duckdb"
     damaged.write_bytes(b"not a database" * 1000)
     os.utime(damaged, (0, 0))  # still the oldest
