@@ -14,6 +14,7 @@ SQL without dbt (warehouse/plan.py). Other processes that want the file get it b
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import threading
@@ -74,6 +75,7 @@ class Pipeline:
     def run(self, stop: threading.Event) -> None:
         """Until `stop`: a loader thread follows Kafka; this thread builds and publishes what it landed."""
         self.builder.runner()
+        _freeze_manifest()
         loader_settings = self.settings.model_copy(update={"loader_batch_seconds": self.settings.run_batch_seconds})
         failure: list[BaseException] = []
         with Session(self.settings, threads=self.settings.run_duckdb_threads) as session:
@@ -138,6 +140,14 @@ class Pipeline:
                  build.build_id, "ok" if build.success else "FAILED", cycle.seconds,
                  "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds, cpu,
                  cycle.publish_seconds, build.through_batch, ", ".join(build.failures) or "published")
+
+
+def _freeze_manifest() -> None:
+    """Keep the parsed manifest, which lives as long as the process, out of the GC's full collections:
+    each one traverses every object it tracks (some 176k more with the manifest), holding the GIL.
+    Under traffic they took 0.24-0.39 s each with it, 0.06-0.11 s without (ADR 18)."""
+    gc.collect()  # what parsing left behind goes first: frozen, it would stay
+    gc.freeze()
 
 
 @contextmanager

@@ -122,7 +122,7 @@ def main() -> None:
            **{f"MIRADOR_{s.upper()}_WORKERS": str(args.workers) for s in SERVICES}}
     mirador = lambda *a, **kw: subprocess.run([BIN / "mirador", *a], env=env, cwd=ROOT, **kw)  # noqa: E731
     mirador("services", "up", check=True)
-    run = None
+    run = simulate = None
     try:
         started = time.monotonic()
         mirador("load", "--once", "--no-progress", check=True, capture_output=True)
@@ -130,16 +130,19 @@ def main() -> None:
         print(f"warm-up (history loaded and built) in {time.monotonic() - started:.1f}s", flush=True)
 
         # To a file, not a pipe: nobody reads a pipe while the run goes on, and a full one blocks its logging.
+        # Each in its own session, as a deployed process is and as the stack's and the services' are: the
+        # kernel's autogroup scheduling shares the CPU between sessions, not between this bench's children.
         run_log = home / "last-run.log"
         with run_log.open("w") as out:
-            run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         prefix = f"probe-{uuid.uuid4().hex[:8]}-"
         watcher = Watcher(home / "warehouse" / "published", prefix)
         watcher.start()
         time.sleep(3)  # let the first cycle settle
         simulate = subprocess.Popen([BIN / "mirador", "simulate", "--rate", str(args.rate), "--duration",
                                      str(args.duration + args.warm_up), "--seed", "11"], env=env, cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         # Steady state: the first builds and data tests under traffic run dbt, which records what replays next.
         warm_until = time.monotonic() + args.warm_up
         while not (warm := _warm(text := run_log.read_text())) and time.monotonic() < warm_until:
@@ -168,6 +171,8 @@ def main() -> None:
             time.sleep(0.2)
         watcher.stop.set()
     finally:
+        if simulate is not None and simulate.poll() is None:  # interrupted: its own session did not hear it
+            simulate.terminate()
         if run is not None:
             run.send_signal(signal.SIGTERM)
             run.wait(timeout=300)
