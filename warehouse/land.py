@@ -160,9 +160,10 @@ def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
     loaded_at = datetime.now(timezone.utc)
     stored = _stored_positions(conn, work)
     actual = _raw_columns(conn)
+    keys = dict(conn.execute("select raw_table, key_columns from loader.tables").fetchall())
     events = skipped = dead = 0
     for number, frame in enumerate(work.frames):
-        _evolve(conn, frame, work.desired[frame.table], actual, batch_id)
+        _evolve(conn, frame, work.desired[frame.table], actual, keys, batch_id)
         name = f"mirador_frame_{number}"
         conn.register(name, frame.data)  # a failure aborts the transaction; closing drops the view
         where, params = _unlanded(frame.topic, stored)
@@ -219,8 +220,9 @@ def _unlanded(topic: str, stored: dict[tuple[str, int], int]) -> tuple[str, list
 
 
 def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, str],
-            actual: dict[str, dict[str, str]], batch_id: int) -> None:
-    """Create the raw table, or add and widen its columns to what the decoder admitted."""
+            actual: dict[str, dict[str, str]], keys: dict[str, list[str] | None], batch_id: int) -> None:
+    """Create the raw table, or add and widen its columns to what the decoder admitted (and record a
+    changed primary key: `keys` is `loader.tables`' raw table -> key columns)."""
     table = f"{RAW_SCHEMA}.{quote(frame.table)}"
     have = actual.get(frame.table)
     if have is None:
@@ -229,11 +231,12 @@ def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, st
         conn.execute("insert or ignore into loader.tables values (?, ?, ?, ?, ?)",
                      [frame.table, frame.topic, frame.service, frame.key_columns, batch_id])
         actual[frame.table] = dict(desired)
+        keys.setdefault(frame.table, frame.key_columns)
         log.info("created raw.%s from %s", frame.table, frame.topic)
         return
-    if frame.key_columns:
-        conn.execute("update loader.tables set key_columns = ? where raw_table = ? and key_columns is distinct from ?",
-                      [frame.key_columns, frame.table, frame.key_columns])
+    if frame.key_columns and keys.get(frame.table) != frame.key_columns:
+        conn.execute("update loader.tables set key_columns = ? where raw_table = ?", [frame.key_columns, frame.table])
+        keys[frame.table] = frame.key_columns
     for name, wanted in desired.items():
         if name not in have:
             if name in frame.defaults:  # rows already there hold the default, as Postgres backfilled them

@@ -220,3 +220,16 @@ def test_transaction_markers_and_heartbeats_give_each_service_a_source_watermark
                 if m["topic"].endswith(".mirador.heartbeat"))
     assert progress["last_commit_ts"].timestamp() == pytest.approx(beat["ts_us"] / 1e6, abs=1e-6)
     assert query(loader_settings, "select count(*) as n from raw.fixtures__mirador__heartbeat") == [{"n": 1}]
+
+
+def test_each_raw_tables_primary_key_is_recorded_and_follows_a_change(loader_settings):
+    """`loader.tables` holds each raw table's key columns, as the key of Debezium's deletes gives them."""
+    keys = "select key_columns from loader.tables where raw_table = 'fixtures__all_types'"
+    land_steps(loader_settings, STEPS[:2])
+    assert query(loader_settings, keys) == [{"key_columns": None}]  # no delete yet
+    land_steps(loader_settings, STEPS[2:STEPS.index("delete") + 1])
+    assert query(loader_settings, keys) == [{"key_columns": ["id"]}]
+    with duckdb.connect(str(loader_settings.warehouse)) as conn:  # as if the key had been another column
+        conn.execute("update loader.tables set key_columns = ['code'] where raw_table = 'fixtures__all_types'")
+    land_steps(loader_settings, ["delete"])  # landed before: no rows again, but its key is the current one
+    assert query(loader_settings, keys) == [{"key_columns": ["id"]}]
