@@ -1,13 +1,22 @@
-"""Helpers for the loader's tests: captured Debezium messages as Kafka messages, a scratch warehouse."""
+"""Helpers for the warehouse's tests: captured Debezium messages as Kafka messages, a scratch warehouse,
+and the services running beside a fresh mirador home for the pipeline's end-to-end tests."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Message
 
+from cdc.config import SERVICES
+from mirador.home import PROJECT_ROOT
+from tests.ports import free_ports
 from warehouse.configuration import LoaderSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
@@ -55,9 +64,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def loader_env(settings: LoaderSettings, topics: list[str], **extra: str) -> dict[str, str]:
     """Environment for a `mirador load` subprocess on these topics and this scratch warehouse."""
-    import os
-    import uuid
-
     return os.environ | {
         "MIRADOR_WAREHOUSE_PATH": str(settings.warehouse),
         "MIRADOR_LOADER_TOPICS": json.dumps(topics),
@@ -66,3 +72,29 @@ def loader_env(settings: LoaderSettings, topics: list[str], **extra: str) -> dic
 
 
 MIRADOR = str(ROOT / ".venv" / "bin" / "mirador")
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def pipeline_env(stack_settings):
+    """The four services running on free ports, and the environment of a fresh mirador home beside them:
+    (env, service URLs, home)."""
+    home = PROJECT_ROOT / ".mirador" / f"test-e2e-{uuid.uuid4().hex[:8]}"
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+    # Only the stack's settings carry over; other fixtures' ports, tokens, DSNs and paths do not.
+    own_keys = (*(f"MIRADOR_{s.upper()}_" for s in SERVICES), "MIRADOR_WAREHOUSE_PATH", "MIRADOR_LOADER_")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(own_keys)}
+    env = {**inherited, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(stack_settings.jars),
+           **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
+    subprocess.run([BIN / "mirador", "services", "up"], env=env, check=True, timeout=120, cwd=PROJECT_ROOT)
+    yield env, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, home
+    subprocess.run([BIN / "mirador", "services", "down"], env=env, timeout=120, cwd=PROJECT_ROOT)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def verify(env: dict) -> None:
+    """`mirador verify` in `env` passes: every view equals what the services' databases hold."""
+    check = subprocess.run([BIN / "mirador", "verify", "--timeout", "300"], env=env, capture_output=True,
+                           text=True, timeout=400, cwd=PROJECT_ROOT)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout

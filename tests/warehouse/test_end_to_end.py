@@ -6,8 +6,6 @@ publishes into a fresh warehouse, and `mirador verify` recomputes every view fro
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +18,8 @@ import duckdb
 import httpx
 import pytest
 
-from cdc.config import SERVICES
 from mirador.home import PROJECT_ROOT
-from tests.ports import free_ports
+from tests.warehouse.conftest import verify
 from warehouse.publish import current_publication
 
 pytestmark = pytest.mark.stack
@@ -34,21 +31,6 @@ TOKEN = {"Authorization": "Bearer mirador-dev"}
 def _lsn(text: str) -> int:
     high, low = text.split("/")
     return (int(high, 16) << 32) + int(low, 16)
-
-
-@pytest.fixture
-def pipeline_env(stack_settings):
-    home = PROJECT_ROOT / ".mirador" / f"test-e2e-{uuid.uuid4().hex[:8]}"
-    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
-    # Only the stack's settings carry over; other fixtures' ports, tokens, DSNs and paths do not.
-    own_keys = (*(f"MIRADOR_{s.upper()}_" for s in SERVICES), "MIRADOR_WAREHOUSE_PATH", "MIRADOR_LOADER_")
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(own_keys)}
-    env = {**inherited, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(stack_settings.jars),
-           **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
-    subprocess.run([BIN / "mirador", "services", "up"], env=env, check=True, timeout=120, cwd=PROJECT_ROOT)
-    yield env, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, home
-    subprocess.run([BIN / "mirador", "services", "down"], env=env, timeout=120, cwd=PROJECT_ROOT)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def _post(url: str, json: dict) -> dict:
@@ -104,7 +86,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
         assert row == ("Ada Lovelace", 2, "2500.10", url, True, "placed")
         assert stock == (7, 2)
 
-        _verify(env)
+        verify(env)
         while (current := current_publication(published)).tested_through_batch != current.through_batch:
             assert time.monotonic() < deadline + 300, "the data tests never passed on the current publication"
             time.sleep(0.5)
@@ -114,17 +96,10 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
         simulate = subprocess.run([BIN / "mirador", "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
                                   env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
         assert simulate.returncode == 0, simulate.stdout + simulate.stderr
-        _verify(env)
+        verify(env)
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=180)
     output = run_log.read_text()
     assert run.returncode == 0, output[-3000:]
     assert "(replayed " in output and "(replayed) through" in output, output[-3000:]
-
-
-def _verify(env: dict) -> None:
-    check = subprocess.run([BIN / "mirador", "verify", "--timeout", "300"], env=env, capture_output=True,
-                           text=True, timeout=400, cwd=PROJECT_ROOT)
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout
