@@ -103,3 +103,15 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
     output = run_log.read_text()
     assert run.returncode == 0, output[-3000:]
     assert "(replayed " in output and "(replayed) through" in output, output[-3000:]
+
+    # `verify` is not a formality: a publication that lost a row and changed a value is caught.
+    publication = current_publication(published)
+    with duckdb.connect(str(publication.path(published))) as conn:
+        conn.execute("update orders_with_invoices set customer_name = 'Mallory' where order_id = ?", [order["id"]])
+        conn.execute("delete from product_stock where product_id = ?", [product["id"]])
+    check = subprocess.run([BIN / "mirador", "verify", "--timeout", "120"], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=PROJECT_ROOT)
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert f"{order['id']}: values" in check.stdout and "customer_name: source 'Ada Lovelace', published 'Mallory'" \
+        in check.stdout, check.stdout
+    assert f"{product['id']}: source only" in check.stdout, check.stdout
