@@ -98,3 +98,15 @@ def verify(env: dict) -> None:
                            text=True, timeout=400, cwd=PROJECT_ROOT)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "orders_with_invoices" in check.stdout and "differences" not in check.stdout
+
+
+@pytest.fixture
+def simulated_home(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A scratch mirador home whose raw changelog a simulated service lands (tests/dbt_project/changelog.py):
+    (warehouse file, published directory, environment for `mirador` there). `mirador run`'s own loader
+    follows no topic."""
+    warehouse = tmp_path / "warehouse" / "mirador.duckdb"
+    warehouse.parent.mkdir()
+    env = {**os.environ, "MIRADOR_HOME": str(tmp_path), "MIRADOR_WAREHOUSE_PATH": str(warehouse),
+           "MIRADOR_LOADER_TOPICS": '["^mirador-test-no-such-topic$"]', "MIRADOR_RUN_INTERVAL": "0.2"}
+    return warehouse, warehouse.parent / "published", env

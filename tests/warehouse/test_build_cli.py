@@ -7,7 +7,6 @@ A simulated orders service lands the raw changelog, as the loader does.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 
@@ -25,12 +24,9 @@ def _build(env: dict) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_build_exit_codes(tmp_path):
-    warehouse = tmp_path / "warehouse" / "mirador.duckdb"
-    warehouse.parent.mkdir()
-    published = warehouse.parent / "published"
-    env = {**os.environ, "MIRADOR_HOME": str(tmp_path), "MIRADOR_WAREHOUSE_PATH": str(warehouse),
-           "MIRADOR_LOADER_LOCK_TIMEOUT": "2"}
+def test_build_exit_codes(simulated_home):
+    warehouse, published, env = simulated_home
+    env = {**env, "MIRADOR_LOADER_LOCK_TIMEOUT": "2"}
     source = Changelog(random.Random(5))
     for _ in range(60):
         source.step(truncates=False)

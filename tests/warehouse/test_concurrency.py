@@ -9,7 +9,6 @@ the source's state after some whole batch.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -33,13 +32,8 @@ def _state(source: Changelog) -> tuple[int, str]:
     return len(source.orders), f"{total:.2f}"
 
 
-def test_readers_run_and_analyst_together(tmp_path):
-    warehouse = tmp_path / "warehouse" / "mirador.duckdb"
-    warehouse.parent.mkdir()
-    published = warehouse.parent / "published"
-    env = {**os.environ, "MIRADOR_HOME": str(tmp_path), "MIRADOR_WAREHOUSE_PATH": str(warehouse),
-           # `mirador run`'s own loader follows no topic here: the simulated service lands the batches.
-           "MIRADOR_LOADER_TOPICS": '["^mirador-test-no-such-topic$"]', "MIRADOR_RUN_INTERVAL": "0.2"}
+def test_readers_run_and_analyst_together(tmp_path, simulated_home):
+    warehouse, published, env = simulated_home
     source = Changelog(random.Random(7))
     states = {(0, "0.00")}
 

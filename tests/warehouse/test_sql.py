@@ -8,7 +8,6 @@ pipeline takes the file back and keeps publishing.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -43,12 +42,8 @@ def _published_orders(published) -> int | None:
         return conn.execute("select count(*) from orders_with_invoices").fetchone()[0]
 
 
-def test_a_query_and_the_pipeline_take_turns(tmp_path):
-    warehouse = tmp_path / "warehouse" / "mirador.duckdb"
-    warehouse.parent.mkdir()
-    published = warehouse.parent / "published"
-    env = {**os.environ, "MIRADOR_HOME": str(tmp_path), "MIRADOR_WAREHOUSE_PATH": str(warehouse),
-           "MIRADOR_LOADER_TOPICS": '["^mirador-test-no-such-topic$"]', "MIRADOR_RUN_INTERVAL": "0.2"}
+def test_a_query_and_the_pipeline_take_turns(tmp_path, simulated_home):
+    warehouse, published, env = simulated_home
 
     missing = _sql(env, "select 1")
     assert missing.returncode == 1 and "no warehouse" in missing.stderr
