@@ -16,7 +16,7 @@ COMMANDS = {
     "run": "warehouse.pipeline_cli:run",
     "verify": "warehouse.pipeline_cli:verify",
     "views": "warehouse.pipeline_cli:views",
-    "sql": "warehouse.sql_cli:sql",
+    "sql": "warehouse.pipeline_cli:sql",
 }
 
 

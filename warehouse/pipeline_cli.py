@@ -1,4 +1,5 @@
-"""`mirador build` and `mirador run`: keep the view tables fresh and publish them to readers.
+"""`mirador build` and `mirador run`: keep the view tables fresh and publish them to readers; `mirador
+verify`, `views` and `sql` read what they hold.
 
 Exit codes: 0 done; 1 terminal failure, or a model or data test failed (nothing was published);
 2 usage error; 3 transient failure (the warehouse file held past MIRADOR_LOADER_LOCK_TIMEOUT, Kafka
@@ -7,18 +8,22 @@ unreachable, another `mirador run` already running): run again later.
 
 from __future__ import annotations
 
+import csv
 import sys
 import threading
 from contextlib import ExitStack
 
 import click
+import duckdb
 from pydantic import ValidationError
 
 from warehouse.cli import EXIT_TERMINAL, EXIT_TRANSIENT, _stop_on_signals
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import LoaderError, TransientError
 from warehouse.load import Loader
+from warehouse.lock import WarehouseLock
 from warehouse.pipeline import Pipeline, single_run
+from warehouse.publish import current_publication
 
 
 def _settings() -> PipelineSettings:
@@ -111,10 +116,6 @@ def verify(timeout: float, limit: int) -> None:
 @click.option("--limit", default=3, show_default=True, help="Rows shown per view table.")
 def views(limit: int) -> None:
     """Show the published view tables: rows, a sample, and the watermark they carry."""
-    import duckdb
-
-    from warehouse.publish import current_publication
-
     settings = _settings()
     publication = current_publication(settings.published)
     if publication is None:
@@ -132,3 +133,57 @@ def views(limit: int) -> None:
             click.echo(f"\n{table}: {count:,} rows")
             relation = conn.sql(f'select * from "{table}" limit {int(limit)}')
             click.echo(str(relation))
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--published", is_flag=True,
+              help="Query the current publication of the view tables (never waits) instead of the working file.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the result as CSV with a header line.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the working file.")
+def sql(query: str | None, published: bool, as_csv: bool, timeout: float) -> None:
+    """Run QUERY (or SQL read from standard input) read-only against the warehouse and print the result.
+
+    It takes the warehouse lock like any process opening the file, so `mirador run` hands the file over
+    after its cycle and waits while the query runs (ADR 19). The working file holds `raw`, `staging`, `marts` and `loader`; while the pipeline holds it, this
+    waits for its turn (exit 3 after --timeout). Exit 1 if DuckDB refuses the query.
+    """
+    text = query if query is not None else sys.stdin.read()
+    if not text.strip():
+        raise click.UsageError("give a query, as an argument or on standard input")
+    settings = _settings()
+    if published:
+        publication = current_publication(settings.published)
+        if publication is None:
+            _fail(f"nothing published yet in {settings.published}: run `mirador build` or `mirador run`")
+        _query(str(publication.path(settings.published)), text, as_csv)
+        return
+    if not settings.warehouse.exists():
+        _fail(f"no warehouse at {settings.warehouse} yet: run `mirador load --once` first")
+    try:
+        with WarehouseLock(settings.warehouse, "mirador sql", timeout=timeout):
+            _query(str(settings.warehouse), text, as_csv)
+    except TransientError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(EXIT_TRANSIENT)
+
+
+def _query(path: str, text: str, as_csv: bool) -> None:
+    try:
+        with duckdb.connect(path, read_only=True) as conn:
+            relation = conn.sql(text)
+            if relation is None:  # a statement without a result (SET, PRAGMA ...)
+                click.echo("ok")
+            elif as_csv:
+                out = csv.writer(sys.stdout, lineterminator="\n")
+                out.writerow(relation.columns)
+                out.writerows(relation.fetchall())
+            else:
+                click.echo(str(relation))
+    except duckdb.Error as err:
+        _fail(str(err))
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(EXIT_TERMINAL)

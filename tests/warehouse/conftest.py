@@ -101,10 +101,10 @@ def verify(env: dict) -> None:
 
 
 @pytest.fixture
-def simulated_home(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+def simulated_home(tmp_path: Path, stack_settings) -> tuple[Path, Path, dict[str, str]]:
     """A scratch mirador home whose raw changelog a simulated service lands (tests/dbt_project/changelog.py):
     (warehouse file, published directory, environment for `mirador` there). `mirador run`'s own loader
-    follows no topic."""
+    follows no topic, but it still connects to Kafka: the stack runs."""
     warehouse = tmp_path / "warehouse" / "mirador.duckdb"
     warehouse.parent.mkdir()
     env = {**os.environ, "MIRADOR_HOME": str(tmp_path), "MIRADOR_WAREHOUSE_PATH": str(warehouse),

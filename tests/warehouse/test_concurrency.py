@@ -14,16 +14,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 
 from mirador.home import PROJECT_ROOT
 from tests.dbt_project.changelog import Changelog
+from tests.warehouse.conftest import BIN
 from warehouse.lock import WarehouseLock
 from warehouse.publish import current_publication
 
-BIN = Path(sys.executable).parent
 
 
 def _state(source: Changelog) -> tuple[int, str]:

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import httpx
 import pytest
 
 from mirador.home import PROJECT_ROOT
-from tests.warehouse.conftest import verify
+from tests.warehouse.conftest import BIN, verify
 from warehouse.publish import current_publication
 
 pytestmark = pytest.mark.stack
 
-BIN = Path(sys.executable).parent
 TOKEN = {"Authorization": "Bearer mirador-dev"}
 
 
