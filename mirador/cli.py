@@ -17,6 +17,7 @@ COMMANDS = {
     "verify": "warehouse.pipeline_cli:verify",
     "views": "warehouse.pipeline_cli:views",
     "sql": "warehouse.pipeline_cli:sql",
+    "serve": "api.cli:serve",
 }
 
 

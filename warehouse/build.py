@@ -119,6 +119,11 @@ class Builder:
                      if node.resource_type == "model"}
             self._exposed = {name: list(meta.get("primary_key") or [])
                              for name, meta in sorted(metas.items()) if meta.get("expose")}
+            self._catalog = {node.name: {"description": node.description or "", "meta": metas[node.name],
+                                         "columns": {name: column.description or ""
+                                                     for name, column in node.columns.items()}}
+                             for node in nodes.values()
+                             if node.resource_type == "model" and node.name in self._exposed}
             self._runner = dbtRunner(manifest=self.manifest, callbacks=[self.plans.observe])
             log.info("parsed the dbt project in %.2fs", time.perf_counter() - started)
         return self._runner
@@ -127,6 +132,11 @@ class Builder:
         """The marts marked `meta.expose` in their YAML, what gets published: name -> `meta.primary_key`."""
         self.runner()
         return self._exposed
+
+    def catalog(self) -> dict[str, dict]:
+        """What readers are told of each exposed mart: its description, `meta` and column descriptions."""
+        self.runner()
+        return self._catalog
 
     def sources_of(self, raw_tables: set[str]) -> list[str]:
         """dbt selectors `source:<name>.<table>+` for the raw tables that changed."""

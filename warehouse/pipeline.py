@@ -66,7 +66,8 @@ class Pipeline:
                 publication = publish(conn, self.settings.published, result.build_id, result.through_batch,
                                       self.builder.exposed_models(), result.watermark,
                                       tested_through_batch=tested_through, keep=self.settings.publish_keep,
-                                      rewrite_every=self.settings.publish_rewrite_every)
+                                      rewrite_every=self.settings.publish_rewrite_every,
+                                      catalog=self.builder.catalog())
         elif result.skipped:
             publication = refresh_watermark(self.settings.published, result.watermark)
         finished = time.perf_counter()

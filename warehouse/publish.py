@@ -93,11 +93,17 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
             tables: Mapping[str, Sequence[str]], watermark: dict[str, dict], *,
-            tested_through_batch: int | None = None, keep: int = 3, rewrite_every: int = 50) -> Publication:
+            tested_through_batch: int | None = None, keep: int = 3, rewrite_every: int = 50,
+            catalog: Mapping[str, dict] | None = None) -> Publication:
     """Publish `marts.<table>` for each exposed table (name -> primary key columns) into
     `<directory>/<build_id>.duckdb` and switch to it.
 
-    `conn` is the working file, held by the caller; `watermark` is the build's (read before it ran).
+    `conn` is the working file, held by the caller; `watermark` is the build's (read before it ran);
+    `catalog` describes the exposed tables (the dbt manifest's descriptions and `meta`), for readers.
+    Besides the tables, the file holds `_publication` (one row: build id, watermark, catalog, and per
+    table the build its changes are counted from) and, per table written by changes, `_changes__<table>`:
+    the keys upserted or deleted since that build (a superset of what changed; NULL in `changes`: the
+    table was copied whole, compare it to know).
     """
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{build_id}.duckdb"
@@ -108,20 +114,29 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
         increments = base.increments + 1 if base else 0
         try:
             marts, published = _columns(conn, "marts"), _columns(conn, "publication")
+            for bookkeeping in [name for name in published if name.startswith("_")]:  # the base's own
+                conn.execute(f'drop table publication.main."{bookkeeping}"')
+                del published[bookkeeping]
             since = _published_through(conn, base, through_batch) if base else None
+            changes: dict[str, str | None] = {}
             for table, key in tables.items():
                 columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
                 marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
+                changes[table] = base.build_id if base else None
                 if not (increments and key and published.get(table) == columns and _apply_changes(
                         conn, table, [name for name, _ in columns], list(key), since if marked else None)):
+                    changes[table] = None
                     conn.execute(f'drop table if exists publication.main."{table}"')
+                    conn.execute(f'drop table if exists publication.main."_changes__{table}"')
                     conn.execute(f'create table publication.main."{table}" as '
                                  f'select {_quoted(name for name, _ in columns)} from marts."{table}"')
             for stale in published.keys() - tables.keys():
                 conn.execute(f'drop table publication.main."{stale}"')
             conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
-                         "built_at, ? as through_batch, ?::json as watermark, ? as increments",
-                         [build_id, built_at, through_batch, json.dumps(watermark), increments])
+                         "built_at, ? as through_batch, ?::json as watermark, ? as increments, "
+                         "?::json as catalog, ?::json as changes",
+                         [build_id, built_at, through_batch, json.dumps(watermark), increments,
+                          json.dumps(dict(catalog or {})), json.dumps(changes)])
         finally:
             conn.execute("detach publication")
     _fsync(partial)
@@ -264,12 +279,17 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     deleted = conn.execute(f"delete from {published} using (select {keys} from mirador_changed) as gone "
                            f"where {match}").fetchone()[0]
     inserted = conn.execute(f"insert into {published} select {names} from mirador_changed").fetchone()[0]
+    changes = f'publication.main."_changes__{table}"'  # what readers refresh from (the read API)
+    conn.execute(f"create table {changes} as select {keys}, false as _deleted from mirador_changed")
     conn.execute("drop table mirador_changed")
     # Every row of the mart is now published once: published rows beyond the mart's count are rows whose
     # key is gone from it. Most cycles delete nothing, and this spares them a join of all the keys.
     if published_rows - deleted + inserted > rows:
-        conn.execute(f"delete from {published} using (select {keys} from {published} except select {keys} "
-                     f"from {mart}) as gone where {match}")
+        conn.execute(f"create or replace temporary table mirador_gone as select {keys} from {published} "
+                     f"except select {keys} from {mart}")
+        conn.execute(f"delete from {published} using mirador_gone as gone where {match}")
+        conn.execute(f"insert into {changes} select {keys}, true from mirador_gone")
+        conn.execute("drop table mirador_gone")
     return True
 
 
