@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 # The main job: the CDC stack, the four write services, shop traffic through their commands, the
-# changes loaded into DuckDB, the view tables built and published, then checked against Postgres.
+# changes loaded into DuckDB, the view tables built and published, checked against Postgres, and served
+# by the read API on http://127.0.0.1:8100 (the page at /, the docs at /docs) until `make down`.
 demo: install
 	$(BIN)/mirador stack up
 	$(BIN)/mirador services up
@@ -24,6 +25,8 @@ demo: install
 	$(BIN)/mirador build
 	$(BIN)/mirador verify
 	$(BIN)/mirador views --limit 3
+	$(BIN)/mirador serve --detach
+	$(BIN)/python -c 'import httpx; print(httpx.get("http://127.0.0.1:8100/views/orders_with_invoices?limit=2&fields=order_id,status,order_total,invoice_document_url").text)'
 	$(BIN)/mirador stack status
 
 test: install
@@ -37,6 +40,7 @@ status: install
 	$(BIN)/mirador stack status
 
 down: install
+	$(BIN)/mirador serve --stop
 	$(BIN)/mirador services down
 	$(BIN)/mirador stack down
 

@@ -67,6 +67,11 @@ def load_views(conn: sqlite3.Connection) -> dict[str, View]:
     return views
 
 
+def _shape(view: View) -> tuple:
+    """What the serving table is made of: a change of it makes the table anew."""
+    return [(c.name, c.duckdb_type) for c in view.columns], view.primary_key, view.indexed
+
+
 class Refresher:
     """Keeps the serving copy at the current publication."""
 
@@ -141,7 +146,8 @@ class Refresher:
                     continue
                 definition = json.dumps({"columns": columns[name], "entry": entry, "primary_key": key},
                                         sort_keys=True)
-                same_shape = name in stored and [c for c in stored[name].columns] == view.columns
+                same_shape = name in stored and _shape(stored[name]) == _shape(view)
+                old = (db.execute("select definition from _views where name = ?", [name]).fetchone() or [None])[0]
                 if not same_shape:
                     self._create(view)
                 since = changes.get(name)
@@ -154,7 +160,7 @@ class Refresher:
                 db.execute("insert into _views (name, definition, version, row_count) values (?, ?, ?, ?) "
                            "on conflict (name) do update set definition = excluded.definition, row_count = "
                            "excluded.row_count, version = case when ? then excluded.version else version end",
-                           [name, definition, seq, rows, bool(count) or not same_shape])
+                           [name, definition, seq, rows, bool(count) or not same_shape or definition != old])
             for (name,) in db.execute("select name from _views").fetchall():
                 if name not in publication.tables:
                     db.execute("delete from _views where name = ?", [name])
