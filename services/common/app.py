@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from services.common import db, idempotency, migrations, problems
@@ -105,6 +106,11 @@ def build_app(
     app.state.constraint_errors = constraint_errors
     problems.install(app)
     app.add_middleware(BearerAuth, token=settings.token.get_secret_value())
+    # Outermost: a preflight carries no token, and a refusal still tells the page's origin why.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+                       expose_headers=["ETag"], max_age=600)
     for router in routers:  # matched in order: commands first, the hottest router first
         app.include_router(router, responses=COMMAND_RESPONSES)
     app.include_router(_health())

@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
     token: SecretStr = SecretStr(DEV_SECRET)
     """Bearer token every command must carry (`Authorization: Bearer <token>`)."""
 
+    cors_origins: list[str] = Field(["http://127.0.0.1:8100", "http://localhost:8100"], **_shared("cors_origins"))
+    """Origins whose pages may send commands from a browser (a JSON list; the read API's page by default)."""
+
     host: str = "127.0.0.1"
     """Address `mirador services up` binds the service to."""
 
