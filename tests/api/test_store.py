@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import duckdb
 import orjson
 
 from api.store import Refresher, table_of
@@ -64,3 +65,46 @@ def test_a_whole_copy_is_compared_and_logs_only_real_changes(tmp_path):
     seq = refresher.refresh()
     logged = refresher.conn.execute("select key, after from _changes where seq = ?", [seq]).fetchall()
     assert [json.loads(k) for k, _ in logged] == [["o1"]] and orjson.loads(logged[0][1])[1] == "c2"
+
+
+def current_build(warehouse: ScratchWarehouse) -> str:
+    return publishing.current_publication(warehouse.published).build_id
+
+
+def test_serving_never_makes_publication_copy_whole_files(tmp_path):
+    """The refresher opens only the current publication, briefly: publication keeps writing the oldest
+    kept file in place (ADR 17), increments growing, while the copy follows every publication."""
+    import threading
+    import time
+
+    from api.store import connect
+
+    warehouse = ScratchWarehouse(tmp_path)
+    refresher = Refresher(warehouse.published, tmp_path / "serving.sqlite")
+    stop = threading.Event()
+    follower = threading.Thread(target=refresher.run, args=(stop, 0.001))
+    warehouse.upsert([{"order_id": f"o{i}", "customer_id": "c1"} for i in range(2000)])
+    warehouse.publish()
+    follower.start()
+    reader = connect(tmp_path / "serving.sqlite", readonly=True)
+    increments, previous = [], current_build(warehouse)
+    try:
+        for round_ in range(12):
+            warehouse.upsert([{"order_id": f"o{round_}", "customer_id": f"c{round_}"}])
+            build = warehouse.publish()
+            current = publishing.current_publication(warehouse.published)
+            with duckdb.connect(str(current.path(warehouse.published)), read_only=True) as published:
+                base = json.loads(published.execute("select changes from _publication").fetchone()[0])
+            increments.append((base["orders_with_invoices"], previous))
+            previous = build
+            deadline = time.monotonic() + 10
+            while (reader.execute("select max(build_id) filter (where seq = (select max(seq) from _builds)) "
+                                  "from _builds").fetchone()[0]) != build:
+                assert time.monotonic() < deadline, "the copy did not follow"
+                time.sleep(0.005)
+    finally:
+        stop.set()
+        follower.join()
+    # Past the first three (fewer than `keep` kept: the current one is copied), each publication is
+    # written into the oldest kept file, never into a copy of the one before it.
+    assert all(base != before for base, before in increments[3:]), increments
