@@ -6,7 +6,9 @@ age, and the page served from another origin, allowed or refused by MIRADOR_API_
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +25,9 @@ import httpx
 import pytest
 import yaml
 
-from warehouse.publish import publish
+from tests.ports import free_ports
+from tests.warehouse.conftest import pipeline_env  # noqa: F401 - the stack test's services and home
+from warehouse.publish import current_publication, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "api" / "page" / "index.html"
@@ -104,20 +108,18 @@ class Shop:
 
 
 def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class ReadApi:
     """`mirador serve` as users start it, over the shop's publication directory."""
 
-    def __init__(self, home: Path, published: Path, cors_origins: str) -> None:
+    def __init__(self, home: Path, published: Path, cors_origins: str, port: int | None = None,
+                 env: dict | None = None) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_PUBLISH_DIR": str(published),
+        env = {**(env or os.environ), "MIRADOR_HOME": str(home), "MIRADOR_PUBLISH_DIR": str(published),
                "MIRADOR_API_CORS_ORIGINS": cors_origins}
         env.pop("MIRADOR_API_TOKENS", None)
         self.log_path = home / "serve.log"
@@ -424,3 +426,95 @@ def test_an_origin_not_listed_is_refused_by_the_browser(api, hosts, browser):
     """, f"{api.url}/views")
     assert outcome == "refused: TypeError"
     assert browser.find_elements("css selector", "section.panel tbody tr") == []
+
+
+# -- on the real stack: a command placed on the page becomes a row -------------------------------
+
+DEV_TOKEN = {"Authorization": "Bearer mirador-dev"}
+
+
+def _command(url: str, body: dict) -> dict:
+    answer = httpx.post(url, json=body, headers={**DEV_TOKEN, "Idempotency-Key": str(uuid.uuid4())}, timeout=30)
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+@pytest.fixture
+def page_port(monkeypatch) -> int:
+    """The read API's port, chosen before the services start so that their CORS origins name its page."""
+    port = free_port()
+    monkeypatch.setenv("MIRADOR_CORS_ORIGINS", json.dumps([f"http://127.0.0.1:{port}"]))
+    return port
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipeline_env):
+    env, urls, home = pipeline_env
+    tag = uuid.uuid4().hex[:8]
+    customer = _command(f"{urls['customers']}/customers",
+                        {"email": f"page-{tag}@example.com", "name": "Grace Hopper", "country": "US"})
+    product = _command(f"{urls['inventory']}/products", {"sku": f"PAGE-{tag}", "name": "Compiler", "list_price": "42.50"})
+    first = _command(f"{urls['orders']}/orders", {"customer_id": customer["id"], "lines": [
+        {"product_id": product["id"], "quantity": 1, "unit_price": "42.50"}]})
+
+    run_log = home / "run.log"
+    with run_log.open("w") as out:
+        run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    published = home / "warehouse" / "published"
+    api = None
+    try:
+        deadline = time.monotonic() + 300
+        wanted = {"customers": customer, "inventory": product, "orders": first}
+        while not ((publication := current_publication(published)) and all(
+                (publication.watermark.get(s, {}).get("lsn") or 0) >= _lsn(r["position"]["lsn"])
+                for s, r in wanted.items())):
+            assert time.monotonic() < deadline, "the views never caught up with the commands"
+            assert run.poll() is None, run_log.read_text()[-3000:]
+            time.sleep(0.5)
+        api = ReadApi(home / "page", published, json.dumps([f"http://127.0.0.1:{page_port}"]), port=page_port,
+                      env=env)
+        api.wait_for_build(current_publication(published).build_id)
+
+        open_page(browser, f"{api.url}/?orders={urls['orders']}")
+        # This scratch shop holds only the test's rows: the filtered tables may look as they did before.
+        filter_by(browser, "orders_with_invoices", customer_id=customer["id"])
+        wait_until(lambda: [r["order_id"] for r in rows(browser, "orders_with_invoices")] == [first["id"]],
+                   message="the customer's one order")
+        filter_by(browser, "product_stock", sku__startswith=f"PAGE-{tag}")
+        wait_until(lambda: [r["sku"] for r in rows(browser, "product_stock")] == [f"PAGE-{tag}"],
+                   message="the product's stock")
+        form = browser.find_element("id", "order-form")
+        assert form.find_element("name", "customer_id").get_attribute("value") == customer["id"]
+        assert form.find_element("css selector", 'select[name="product"]').text.startswith(f"PAGE-{tag} · Compiler")
+        started = time.monotonic()
+        form.find_element("css selector", 'button[type="submit"]').click()
+
+        result = browser.find_element("id", "order-result")
+        wait_until(lambda: result.get_attribute("data-state") in ("visible", "refused", "failed"), timeout=60,
+                   message="the order is placed and read back")
+        assert result.get_attribute("data-state") == "visible", result.text
+        seconds = time.monotonic() - started
+        order_id = result.get_attribute("data-order-id")
+        shown = {td.get_attribute("data-col"): td.text for td in result.find_elements("css selector", "#my-order td")}
+        assert shown["order_id"] == order_id and shown["customer_id"] == customer["id"]
+        assert (shown["customer_name"], shown["order_total"], shown["status"]) == ("Grace Hopper", "42.50", "placed")
+        assert "visible in the views after" in result.text
+
+        # The panel filtered on that customer follows: the new order joins it, marked as the visitor's.
+        wait_until(lambda: {r["order_id"] for r in rows(browser, "orders_with_invoices")} == {first["id"], order_id},
+                   timeout=10, message="the new order joins the customer's page")
+        mine = panel(browser, "orders_with_invoices").find_elements("css selector", "tbody tr.mine")
+        assert [tr.get_attribute("data-key") for tr in mine] == [json.dumps([order_id])]
+        browser.save_screenshot(str(SCREENSHOT.with_name("page-order.png")))
+        print(f"order placed on the page to its row read back: {seconds:.2f}s")
+    finally:
+        if api:
+            api.stop()
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=180)
