@@ -243,3 +243,49 @@ def test_production_refuses_to_start_open(tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "mirador"), "serve"], capture_output=True, text=True,
                           env={"MIRADOR_ENV": "production", "MIRADOR_HOME": str(tmp_path), "PATH": "/usr/bin"})
     assert done.returncode == 1 and "MIRADOR_API_TOKENS" in done.stderr
+
+
+def test_many_readers_while_publications_switch_see_whole_publications(api, warehouse):
+    """Readers on both workers while 15 publications switch: every answer is a 200 from one publication,
+    whose build its header names, never a mix of two."""
+    totals: dict[str, str] = {}
+
+    def publish(round_: int) -> str:
+        warehouse.upsert([{"order_id": f"o{i:03d}", "customer_id": f"c{i % 5}", "order_total": f"{round_}.00",
+                           "placed_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z"} for i in range(0, 120, 3)])
+        build = warehouse.publish()
+        totals[build] = f"{round_}.00"
+        return build
+
+    api.wait_for_build(publish(1))
+    failures: list[str] = []
+    answers: list[tuple[str, set[str]]] = []
+    done = threading.Event()
+
+    def read(query: str) -> None:
+        with httpx.Client(base_url=api.url, timeout=10) as client:
+            while not done.is_set():
+                answer = client.get(f"{VIEW}?{query}")
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+                    continue
+                answers.append((answer.headers["mirador-build"],
+                                {r["order_total"] for r in answer.json()["rows"] if int(r["order_id"][1:]) % 3 == 0}))
+
+    readers = [threading.Thread(target=read, args=(q,)) for q in
+               ("limit=1000", "customer_id=c0&limit=1000", "order_by=order_id&limit=1000&fields=order_id,order_total",
+                "customer_id__in=c0,c3&limit=1000")]
+    for reader in readers:
+        reader.start()
+    for round_ in range(2, 16):
+        publish(round_)
+        time.sleep(0.15)
+    api.wait_for_build(list(totals)[-1])
+    time.sleep(0.3)
+    done.set()
+    for reader in readers:
+        reader.join()
+    assert not failures, failures[:5]
+    mixed = [(build, seen) for build, seen in answers if build in totals and seen != {totals[build]}]
+    assert not mixed, mixed[:5]
+    assert len({build for build, _ in answers} & set(totals)) >= 5, "the readers saw the publications switch"
