@@ -10,7 +10,7 @@ import click
 COMMANDS = {
     "stack": "cdc.cli:stack",
     "services": "services.cli:services",
-    "simulate": "services.cli:simulate",
+    "simulate": "traffic.cli:simulate",
     "load": "warehouse.cli:load",
     "build": "warehouse.pipeline_cli:build",
     "run": "warehouse.pipeline_cli:run",

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.simulate.http import Connection
+from traffic.http import Connection
 
 Request = tuple[bytes, bytes, bytes, bytes]
 """(method, path, body, extra header lines) of one request; the connection adds the rest."""

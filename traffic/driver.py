@@ -9,8 +9,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.simulate.http import Client
-from services.simulate.shop import Call, Shop
+from traffic.http import Client
+from traffic.shop import Call, Shop
 
 REFUSED = {409, 412}
 """Answers a busy shop expects now and then: a rule or a concurrent change said no."""

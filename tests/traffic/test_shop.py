@@ -6,7 +6,7 @@ import random
 import uuid
 from collections import Counter
 
-from services.simulate.shop import Bag, Shop
+from traffic.shop import Bag, Shop
 
 
 def answer(call, rng: random.Random) -> tuple[int, dict]:

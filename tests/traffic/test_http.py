@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.simulate.http import Client, _parse
+from traffic.http import Client, _parse
 
 ANSWER = b'HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"id": "a1"}'
 CHUNKED = (b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n"
