@@ -14,20 +14,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-# The main job: the CDC stack, the four write services, shop traffic through their commands, the
-# changes loaded into DuckDB, the view tables built and published, checked against Postgres, and served
-# by the read API on http://127.0.0.1:8100 (the page at /, the docs at /docs) until `make down`.
+# The main job, live: the CDC stack, the four write services, `mirador run` and `mirador serve`, shop
+# traffic through the services' commands; the page at http://127.0.0.1:8100/ shows the views moving.
+# Until Ctrl-C (or `make down`); `make demo DEMO_SECONDS=60` stops by itself. Then verify and a summary.
+DEMO_SECONDS ?= 0
+DEMO_RATE    ?= 20
 demo: install
-	$(BIN)/mirador stack up
-	$(BIN)/mirador services up
-	$(BIN)/mirador simulate --rate 50 --duration 10 --seed 1
-	$(BIN)/mirador load --once --no-progress
-	$(BIN)/mirador build
-	$(BIN)/mirador verify
-	$(BIN)/mirador views --limit 3
-	$(BIN)/mirador serve --detach
-	$(BIN)/python -c 'import httpx; print(httpx.get("http://127.0.0.1:8100/views/orders_with_invoices?limit=2&fields=order_id,status,order_total,invoice_document_url").text)'
-	$(BIN)/mirador stack status
+	$(BIN)/mirador demo --seconds $(DEMO_SECONDS) --rate $(DEMO_RATE)
 
 test: install
 	$(BIN)/pytest
@@ -40,6 +33,7 @@ status: install
 	$(BIN)/mirador stack status
 
 down: install
+	$(BIN)/mirador demo --stop
 	$(BIN)/mirador serve --stop
 	$(BIN)/mirador services down
 	$(BIN)/mirador stack down

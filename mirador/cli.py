@@ -18,6 +18,7 @@ COMMANDS = {
     "views": "warehouse.pipeline_cli:views",
     "sql": "warehouse.pipeline_cli:sql",
     "serve": "api.cli:serve",
+    "demo": "mirador.demo:demo",
 }
 
 

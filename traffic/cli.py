@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 
 import click
@@ -14,7 +16,8 @@ from services.cli import NAMES, fail, invalid
 @click.command()
 @click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Commands per second to send.")
-@click.option("--duration", default=30.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds to run.")
+@click.option("--duration", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to run (0: until SIGINT or SIGTERM, which end any run early with its summary).")
 @click.option("--seed", default=1, show_default=True, help="Seed of the shop's choices.")
 @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 1000),
               help="Most commands in flight at once.")
@@ -42,9 +45,16 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
         click.echo(f"{second:5.0f}s {len(window.latencies):6d} commands/s   p50 {window.percentile(50):6.1f} ms   "
                    f"p99 {window.percentile(99):6.1f} ms   refused {window.refused:3d}   errors {window.errors:3d}")
 
-    report = uvloop.run(run({n: s.base_url for n, s in settings.items()},
-                             {n: s.token.get_secret_value() for n, s in settings.items()},
-                             rate=rate, duration=duration, seed=seed, concurrency=concurrency, tick=tick))
+    async def until_stopped():
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        return await run({n: s.base_url for n, s in settings.items()},
+                         {n: s.token.get_secret_value() for n, s in settings.items()},
+                         rate=rate, duration=duration or 10.0**9, seed=seed, concurrency=concurrency, tick=tick,
+                         stop=stop)
+
+    report = uvloop.run(until_stopped())
     click.echo(f"\n{'command':<16} {'sent':>6} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'rejected':>9} {'errors':>7}")
     for kind, stats in sorted(report.by_kind.items()):
         click.echo(f"{kind:<16} {len(stats.latencies):6d} {stats.percentile(50):8.1f} {stats.percentile(99):8.1f} "

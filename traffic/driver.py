@@ -55,8 +55,10 @@ class Report:
 
 
 async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float, duration: float, seed: int,
-                   concurrency: int = 64, tick: Callable[[float, Stats], None] | None = None) -> Report:
-    """Send about `rate` commands a second for `duration` seconds; call `tick` each second."""
+                   concurrency: int = 64, tick: Callable[[float, Stats], None] | None = None,
+                   stop: asyncio.Event | None = None) -> Report:
+    """Send about `rate` commands a second for `duration` seconds, or until `stop` is set; call `tick`
+    each second. Commands in flight are answered before it returns."""
     shop = Shop(seed)
     total, by_kind, window = Stats(), defaultdict(Stats), Stats()
     follow_ups: list[Call] = []
@@ -88,7 +90,15 @@ async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float,
         for n in range(int(rate * duration)):
             due = start + n / rate
             if (now := time.perf_counter()) < due:
-                await asyncio.sleep(due - now)
+                if stop is None:
+                    await asyncio.sleep(due - now)
+                else:
+                    try:
+                        await asyncio.wait_for(stop.wait(), due - now)
+                    except TimeoutError:
+                        pass
+            if stop is not None and stop.is_set():
+                break
             if tick and time.perf_counter() >= next_tick:
                 tick(next_tick - start, window)
                 window, next_tick = Stats(), next_tick + 1

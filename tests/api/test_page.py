@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "api" / "page" / "index.html"
 MARTS = ROOT / "dbt_project" / "models" / "marts" / "_marts.yml"
 BIN = Path(sys.executable).parent
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(os.environ.get("MIRADOR_PAGE_SCREENSHOT", "/tmp/page.png"))
 
 TABLES = {"orders_with_invoices": ["order_id"], "product_stock": ["product_id"]}
@@ -193,25 +192,6 @@ def api(shop, hosts, tmp_path_factory) -> ReadApi:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: `apt-get install -y chromium chromium-driver` (.ci/run does)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1440,1400", "--disable-extensions", "--no-first-run"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_script_timeout(15)
-    yield driver
-    driver.quit()
 
 
 # -- what a visitor sees -------------------------------------------------------------------------
