@@ -28,20 +28,13 @@ from graphlib import TopologicalSorter
 
 import duckdb
 
+from warehouse import ledger
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import StageFailed, TerminalError
-from warehouse.land import STATE_DDL
 from warehouse.plan import Plans, schema_of
-from warehouse.publish import read_watermark
 
 log = logging.getLogger(__name__)
 
-BUILDS_DDL = """
-create table if not exists loader.builds (
-    build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
-    through_batch bigint, selected varchar, success boolean, seconds double);
-alter table loader.builds add column if not exists tested boolean default true;
-"""
 FAST_FLAGS = ("--no-write-json", "--no-populate-cache")
 """What a build in a loop does not need: artifacts on disk, and listing every schema up front."""
 
@@ -166,15 +159,14 @@ class Builder:
         data tests run too and the selection covers what changed since the last tested build.
         """
         with connection() as conn:
-            if not self._ready:  # a build before any load sees empty loader state, not an error
-                conn.execute(STATE_DDL)
-                conn.execute(BUILDS_DDL)
+            if not self._ready:  # a build before any load sees an empty ledger, not an error
+                ledger.create(conn)
                 self._ready = True
             conn.execute("begin transaction")  # one snapshot: the batches and the watermark agree
-            last = self._last(conn, tested=tests)
-            first = conn.execute("select count(*) = 0 from loader.builds where success").fetchall()[0][0]
-            through, changed = self._changed(conn, last)
-            watermark = read_watermark(conn)
+            last = ledger.last_built_batch(conn, tested=tests)
+            first = ledger.never_built(conn)
+            through, changed = ledger.batches_after(conn, last)
+            watermark = ledger.read_watermark(conn)
             conn.execute("commit")
         result = BuildResult(_build_id(), through, tested=tests or first or full_refresh, watermark=watermark)
         selected = ["fqn:*"] if first or full_refresh else self.sources_of(changed)
@@ -222,9 +214,9 @@ class Builder:
         `run_test_interval` seconds, after publishing): `tested_through_batch` moves on if they pass."""
         with connection() as conn:
             conn.execute("begin transaction")
-            last = self._last(conn, tested=True)
-            built = self._last(conn, tested=False)
-            _, changed = self._changed(conn, last, built)
+            last = ledger.last_built_batch(conn, tested=True)
+            built = ledger.last_built_batch(conn, tested=False)
+            _, changed = ledger.batches_after(conn, last, built)
             conn.execute("commit")
         result, selected = BuildResult(_build_id(), built, tested=True), self.sources_of(changed)
         if self.settings.run_replay and self._replay(connection, result, self.tests_of(changed), selected):
@@ -243,20 +235,6 @@ class Builder:
         sources = {uid for uid, source in self.manifest.sources.items() if source.identifier in raw_tables}
         return sorted(uid for uid, node in self.manifest.nodes.items()
                       if node.resource_type == "test" and (models | sources).intersection(node.depends_on.nodes))
-
-    @staticmethod
-    def _last(conn, *, tested: bool) -> int:
-        """The last batch the models hold (`tested`: that the data tests passed on)."""
-        return conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
-                            + (" and tested" if tested else "")).fetchall()[0][0]
-
-    @staticmethod
-    def _changed(conn, after: int, through: int | None = None) -> tuple[int, set[str]]:
-        """The last batch after `after` (up to `through`) and the raw tables those batches changed."""
-        last, tables = conn.execute(
-            "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) from loader.batches "
-            "where batch_id > ? and batch_id <= coalesce(?, batch_id)", [after, after, through]).fetchall()[0]
-        return last, {t.split(".")[-1] for t in tables or []}
 
     def _invoke(self, connection, result: BuildResult, command: str, selected: list[str],
                 full_refresh: bool = False) -> BuildResult:
@@ -302,11 +280,8 @@ class Builder:
     def _record(connection, result: BuildResult) -> None:
         """The build, in `loader.builds`: what the next one starts after."""
         with connection() as conn:
-            conn.execute(
-                "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
-                "seconds, tested) values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?, ?)",
-                [result.build_id, int(result.seconds * 1e6), result.through_batch, " ".join(result.selected),
-                 result.success, result.seconds, result.tested])
+            ledger.record_build(conn, result.build_id, seconds=result.seconds, through_batch=result.through_batch,
+                                selected=result.selected, success=result.success, tested=result.tested)
 
 
 def _build_id() -> str:

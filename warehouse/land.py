@@ -3,7 +3,8 @@
 The file is opened for the batch and closed after it, under the warehouse lock, so the build step
 and an analyst can take their turn between batches (docs/adr/0002-loader-exactly-once-landing.md).
 Positions stored here are the truth the consumer seeks to; a batch whose offsets are already
-covered by them (a zombie or a replay) lands only what is new, so each offset lands exactly once.
+covered by them (from a zombie loader, or one that read from older offsets) lands only what is new, so
+each offset lands exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from warehouse import ledger
 from warehouse.catalog import METADATA, RAW_SCHEMA, quote, supertype
 from warehouse.configuration import LoaderSettings
 from warehouse.exceptions import TerminalError, TransientError
@@ -26,33 +28,6 @@ from warehouse.frames import Frame, Work, greatest
 from warehouse.lock import WarehouseLock
 
 log = logging.getLogger(__name__)
-
-STATE_DDL = f"""
-create schema if not exists {RAW_SCHEMA};
-create schema if not exists loader;
-create table if not exists loader.positions (
-    topic varchar, partition integer, next_offset bigint not null, batch_id bigint, updated_at timestamptz,
-    primary key (topic, partition));
-create table if not exists loader.batches (
-    batch_id bigint primary key, committed_at timestamptz, messages bigint, events bigint, tombstones bigint,
-    dead_letters bigint, transactions bigint, value_bytes bigint, skipped_replayed bigint, tables varchar[]);
-create table if not exists loader.dead_letters (
-    topic varchar, partition integer, "offset" bigint, key blob, value blob, reason varchar, stage varchar,
-    batch_id bigint, loaded_at timestamptz);
-create table if not exists loader.transactions (
-    service varchar, status varchar, id varchar, txid bigint, lsn bigint, event_count bigint,
-    data_collections json, commit_ts timestamptz, topic varchar, partition integer, "offset" bigint,
-    batch_id bigint);
-create table if not exists loader.source_progress (
-    service varchar primary key, last_lsn bigint, last_commit_ts timestamptz, last_loaded_at timestamptz,
-    heartbeat_at timestamptz, caught_up_lsn bigint, caught_up_commit_ts timestamptz, caught_up_at timestamptz);
-create table if not exists loader.topic_progress (
-    topic varchar primary key, service varchar, last_lsn bigint, last_commit_ts timestamptz, behind boolean,
-    batch_id bigint);
-create table if not exists loader.tables (
-    raw_table varchar primary key, topic varchar, service varchar, key_columns varchar[], created_batch bigint);
-"""
-
 
 CONFLICT_RETRIES = 5
 
@@ -62,7 +37,8 @@ class Landed:
     batch_id: int
     events: int
     dead_letters: int
-    skipped_replayed: int
+    already_landed: int
+    """Events at offsets landed before (a zombie loader's, or read again from older offsets): skipped."""
     seconds: float
     lock_wait: float
 
@@ -103,12 +79,10 @@ class Warehouse:
     def read_state(self) -> tuple[dict[tuple[str, int], int], dict[str, dict[str, str]]]:
         """Stored positions and the raw tables' source columns, creating the state tables if new."""
         with self._open() as (conn, _):
-            conn.execute(STATE_DDL)
+            ledger.create(conn)
             self._ready = True
             conn.execute("set TimeZone = 'UTC'")
-            positions = {(t, p): o for t, p, o in conn.execute(
-                "select topic, partition, next_offset from loader.positions").fetchall()}
-            return positions, _raw_columns(conn)
+            return ledger.positions(conn), _raw_columns(conn)
 
     def land(self, work: Work) -> Landed:
         """Land a batch in one transaction; retried when a concurrent writer of the same instance
@@ -126,8 +100,8 @@ class Warehouse:
     def _land_once(self, work: Work) -> Landed:
         started = time.perf_counter()
         with self._open() as (conn, waited):
-            if not self._ready:  # state tables exist once read_state or a first batch made them
-                conn.execute(STATE_DDL)
+            if not self._ready:  # the ledger exists once read_state or a first batch made it
+                ledger.create(conn)
                 self._ready = True
             conn.execute("set TimeZone = 'UTC'")
             conn.execute("begin transaction")
@@ -157,53 +131,43 @@ def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
 
 
 def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
-    batch_id = conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchone()[0]
+    batch_id = ledger.next_batch_id(conn)
     loaded_at = datetime.now(timezone.utc)
-    stored = _stored_positions(conn, work)
+    landed_before = _landed_before(conn, work)
     actual = _raw_columns(conn)
-    keys = dict(conn.execute("select raw_table, key_columns from loader.tables").fetchall())
-    events = skipped = dead = 0
+    keys = ledger.raw_table_keys(conn)
+    events = already_landed = dead = 0
     for number, frame in enumerate(work.frames):
         _evolve(conn, frame, work.desired[frame.table], actual, keys, batch_id)
         name = f"mirador_frame_{number}"
         conn.register(name, frame.data)  # a failure aborts the transaction; closing drops the view
-        where, params = _unlanded(frame.topic, stored)
+        where, params = _unlanded(frame.topic, landed_before)
         count = conn.execute(_insert_sql(frame, name, where), [frame.topic, batch_id, loaded_at, *params]
                              ).fetchone()[0]
         conn.unregister(name)
         events += count
-        skipped += frame.data.num_rows - count
-    for table, target, extra in ((work.dead, "loader.dead_letters", "?, ?"),
-                                 (work.transactions, "loader.transactions", "?")):
-        if table is None:
-            continue
-        conn.register("mirador_side", table)
-        params = [batch_id, loaded_at] if target == "loader.dead_letters" else [batch_id]
-        conditions = " or ".join(f"(topic = {_literal(t)} and partition = {p} and \"offset\" < {o})"
-                                 for (t, p), o in stored.items()) or "false"
-        count = conn.execute(f"insert into {target} select *, {extra} from mirador_side where not ({conditions})",
-                             params).fetchone()[0]
-        conn.unregister("mirador_side")
-        if target == "loader.dead_letters":
-            dead = count
-    _store_positions(conn, work, batch_id, loaded_at)
-    _store_progress(conn, work, loaded_at)
-    _store_topic_progress(conn, work, batch_id)
-    conn.execute("insert into loader.batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-        batch_id, loaded_at, work.messages, events, work.tombstones, dead,
-        0 if work.transactions is None else work.transactions.num_rows, work.value_bytes, skipped,
-        sorted({f.table for f in work.frames})])
-    return Landed(batch_id, events, dead, skipped, 0.0, 0.0)
+        already_landed += frame.data.num_rows - count
+    if work.dead is not None:
+        dead = ledger.add_dead_letters(conn, work.dead, batch_id, loaded_at, landed_before)
+    if work.transactions is not None:
+        ledger.add_transactions(conn, work.transactions, batch_id, landed_before)
+    ledger.store_positions(conn, work.positions, batch_id, loaded_at)
+    ledger.store_source_progress(conn, _source_progress(work, loaded_at), work.caught_up, loaded_at)
+    ledger.store_topic_progress(conn, _topic_progress(work, batch_id), work.behind, work.topics)
+    ledger.record_batch(conn, batch_id, loaded_at, messages=work.messages, events=events, tombstones=work.tombstones,
+                        dead_letters=dead, transactions=0 if work.transactions is None else work.transactions.num_rows,
+                        value_bytes=work.value_bytes, already_landed=already_landed,
+                        tables=sorted({f.table for f in work.frames}))
+    return Landed(batch_id, events, dead, already_landed, 0.0, 0.0)
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _stored_positions(conn: duckdb.DuckDBPyConnection, work: Work) -> dict[tuple[str, int], int]:
+def _landed_before(conn: duckdb.DuckDBPyConnection, work: Work) -> dict[tuple[str, int], int]:
     """Positions already stored beyond this batch's first offsets: those offsets were landed before."""
-    rows = conn.execute("select topic, partition, next_offset from loader.positions").fetchall()
-    stored = {(t, p): o for t, p, o in rows if (t, p) in work.first_offsets}
+    stored = {tp: o for tp, o in ledger.positions(conn).items() if tp in work.first_offsets}
     for tp, first in work.first_offsets.items():
         if tp in stored and stored[tp] < first:
             log.warning("offset gap on %s[%s]: stored position %s, batch starts at %s (retention or compaction?)",
@@ -229,14 +193,13 @@ def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, st
     if have is None:
         columns = [f"{quote(n)} {t}" for n, t, _ in METADATA] + [f"{quote(n)} {t}" for n, t in desired.items()]
         conn.execute(f"create table {table} ({', '.join(columns)})")
-        conn.execute("insert or ignore into loader.tables values (?, ?, ?, ?, ?)",
-                     [frame.table, frame.topic, frame.service, frame.key_columns, batch_id])
+        ledger.record_raw_table(conn, frame.table, frame.topic, frame.service, frame.key_columns, batch_id)
         actual[frame.table] = dict(desired)
         keys.setdefault(frame.table, frame.key_columns)
         log.info("created raw.%s from %s", frame.table, frame.topic)
         return
     if frame.key_columns and keys.get(frame.table) != frame.key_columns:
-        conn.execute("update loader.tables set key_columns = ? where raw_table = ?", [frame.key_columns, frame.table])
+        ledger.record_key_columns(conn, frame.table, frame.key_columns)
         keys[frame.table] = frame.key_columns
     for name, wanted in desired.items():
         if name not in have:
@@ -283,29 +246,15 @@ def _insert_sql(frame: Frame, source: str, where: str) -> str:
             f"select {', '.join(values)} from {source}{where}")
 
 
-def _upsert(conn: duckdb.DuckDBPyConnection, insert: str, rows: list[list], on_conflict: str) -> None:
-    """One statement for all rows: each statement costs milliseconds when dbt shares the instance."""
-    if rows:
-        values = ", ".join("(" + ", ".join("?" * len(rows[0])) + ")" for _ in rows)
-        conn.execute(f"{insert} values {values} {on_conflict}", [value for row in rows for value in row])
-
-
-def _store_positions(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int, loaded_at: datetime) -> None:
-    _upsert(conn, "insert into loader.positions", [[t, p, o, batch_id, loaded_at] for (t, p), o in work.positions.items()],
-            "on conflict (topic, partition) do update set "
-            "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
-            "batch_id = excluded.batch_id, updated_at = excluded.updated_at")
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id: int) -> None:
+def _topic_progress(work: Work, batch_id: int) -> list[list]:
     """Per topic: the newest LSN landed and whether it still has unread messages.
 
     Debezium writes a service's changes in commit order, so once a topic is read to its end every
     change committed before the newest one landed anywhere is in; a topic still behind holds back
-    the service's visible watermark (warehouse.publish.read_watermark) to what it has landed.
+    the service's visible watermark (`ledger.read_watermark`) to what it has landed.
     """
     topics: dict[str, list] = {}
     for frame in work.frames:  # a topic has a frame per schema version in the batch
@@ -313,24 +262,16 @@ def _store_topic_progress(conn: duckdb.DuckDBPyConnection, work: Work, batch_id:
                                               batch_id])
         row[2] = greatest(row[2], frame.max_lsn)
         row[3] = greatest(row[3], frame.max_commit_us)
-    _upsert(conn, "insert into loader.topic_progress",
-            [[topic, service, lsn, _utc(commit), behind, batch] for topic, service, lsn, commit, behind, batch
-             in topics.values()],
-            "on conflict (topic) do update set "
-            "last_lsn = greatest(loader.topic_progress.last_lsn, excluded.last_lsn), "
-            "last_commit_ts = greatest(loader.topic_progress.last_commit_ts, excluded.last_commit_ts), "
-            "batch_id = excluded.batch_id")
-    if work.topics:
-        conn.execute("update loader.topic_progress set behind = list_contains(?, topic) "
-                     "where list_contains(?, topic)", [sorted(work.behind), sorted(work.topics)])
+    return [[topic, service, lsn, _utc(commit), behind, batch] for topic, service, lsn, commit, behind, batch
+            in topics.values()]
 
 
 def _utc(micros: int | None) -> datetime | None:
     return None if micros is None else EPOCH + timedelta(microseconds=micros)
 
 
-def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: datetime) -> None:
-    """Per service: the newest source position landed, and the one up to which it is all landed."""
+def _source_progress(work: Work, loaded_at: datetime) -> list[list]:
+    """Per service: the newest source position landed (its LSN, commit time and heartbeat)."""
     progress: dict[str, list] = {}
 
     def seen(service: str, lsn: int | None, commit_us: int | None) -> None:
@@ -356,13 +297,4 @@ def _store_progress(conn: duckdb.DuckDBPyConnection, work: Work, loaded_at: date
     for service in sorted(set(progress) | work.caught_up):
         lsn, commit_us, heartbeat_us = progress.get(service, [None, None, None])
         rows.append([service, lsn, _utc(commit_us), loaded_at if lsn is not None else None, _utc(heartbeat_us)])
-    _upsert(conn, "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at)",
-            rows, "on conflict (service) do update set "
-            "last_lsn = greatest(loader.source_progress.last_lsn, excluded.last_lsn), "
-            "last_commit_ts = greatest(loader.source_progress.last_commit_ts, excluded.last_commit_ts), "
-            "last_loaded_at = coalesce(excluded.last_loaded_at, loader.source_progress.last_loaded_at), "
-            "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)")
-    if work.caught_up:
-        conn.execute("update loader.source_progress set caught_up_lsn = last_lsn, "
-                     "caught_up_commit_ts = last_commit_ts, caught_up_at = ? where service in "
-                     f"({', '.join('?' for _ in work.caught_up)})", [loaded_at, *sorted(work.caught_up)])
+    return rows

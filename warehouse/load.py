@@ -32,7 +32,7 @@ class LoadReport:
     events: int = 0
     dead_letters: int = 0
     tombstones: int = 0
-    skipped_replayed: int = 0
+    already_landed: int = 0
     seconds: float = 0.0
     lag: int = 0
     stopped: bool = False
@@ -175,7 +175,7 @@ class Loader:
         r.events += landed.events
         r.dead_letters += landed.dead_letters
         r.tombstones += work.tombstones
-        r.skipped_replayed += landed.skipped_replayed
+        r.already_landed += landed.already_landed
         r.tables |= {f.table for f in work.frames}
         r.lag = self.consumer.lag(self._high())
         self.progress.batch(landed, work, r)

@@ -34,9 +34,9 @@ class Progress:
                                   f"batch {landed.batch_id}   ")
                 self.stream.flush()
             return
-        log.info("landed batch=%d messages=%d events=%d dead_letters=%d replayed_skipped=%d lag=%d "
+        log.info("landed batch=%d messages=%d events=%d dead_letters=%d already_landed=%d lag=%d "
                  "rate=%.0f/s land_ms=%.0f lock_wait_ms=%.0f tables=%d",
-                 landed.batch_id, work.messages, landed.events, landed.dead_letters, landed.skipped_replayed,
+                 landed.batch_id, work.messages, landed.events, landed.dead_letters, landed.already_landed,
                  report.lag, report.events / elapsed, landed.seconds * 1000, landed.lock_wait * 1000,
                  len(work.frames))
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import ledger
+
 log = logging.getLogger(__name__)
 
 POINTER = "current.json"
@@ -57,38 +59,6 @@ class Publication:
 
     def path(self, directory: Path) -> Path:
         return directory / self.file
-
-
-def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    """Per service, the source position up to which every change is in the warehouse.
-
-    `lsn`/`commit_ts`: every change of the service committed at or before it has landed (topics
-    still behind hold it back to what they landed); wait for `lsn` >= a command's position to read
-    your write. `latest_lsn`/`latest_commit_ts`: the newest change landed from any topic.
-    """
-    exists = conn.execute("select count(*) from duckdb_tables() where database_name = current_database() "
-                          "and schema_name = 'loader' and table_name = 'topic_progress'").fetchall()[0][0]
-    if not exists:
-        return {}
-    rows = conn.execute("""
-        select
-            topics.service,
-            coalesce(min(topics.last_lsn) filter (where topics.behind), max(topics.last_lsn)),
-            coalesce(min(topics.last_commit_ts) filter (where topics.behind), max(topics.last_commit_ts)),
-            max(topics.last_lsn),
-            max(topics.last_commit_ts),
-            any_value(progress.heartbeat_at)
-        from loader.topic_progress as topics
-        left join loader.source_progress as progress using (service)
-        where topics.last_lsn is not null
-        group by topics.service
-        order by topics.service
-    """).fetchall()
-    return {
-        service: {"lsn": lsn, "commit_ts": _iso(commit), "latest_lsn": latest_lsn,
-                  "latest_commit_ts": _iso(latest_commit), "heartbeat_at": _iso(heartbeat)}
-        for service, lsn, commit, latest_lsn, latest_commit, heartbeat in rows
-    }
 
 
 def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
@@ -233,12 +203,7 @@ def _published_through(conn: duckdb.DuckDBPyConnection, base: _Base, through_bat
     with a later `_built_batch` are the only ones written since. None: compare the rows instead."""
     if through_batch < base.through_batch:
         return None
-    try:
-        found = conn.execute("select count(*) from loader.builds where build_id = ? and success",
-                             [base.build_id]).fetchone()[0]
-    except duckdb.CatalogException:
-        return None
-    return base.through_batch if found else None
+    return base.through_batch if ledger.built_here(conn, base.build_id) else None
 
 
 def _quoted(names) -> str:
@@ -348,8 +313,3 @@ def _fsync_dir(path: Path) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.build import BUILDS_DDL, release_dbt_connection
+from warehouse import ledger
+from warehouse.build import release_dbt_connection
 from warehouse.configuration import PipelineSettings
 from warehouse.exceptions import TransientError
-from warehouse.land import STATE_DDL, connect
+from warehouse.land import connect
 from warehouse.lock import WarehouseLock, held_by_this_process, others_waiting
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,8 @@ class Session:
         except BaseException:
             lock.release()
             raise
-        try:  # bookkeeping first, before its users run concurrently (two creating one schema conflict)
-            db.execute(STATE_DDL)
-            db.execute(BUILDS_DDL)
+        try:  # the ledger first, before its users run concurrently (two creating one schema conflict)
+            ledger.create(db)
         except BaseException:
             db.close()
             lock.release()

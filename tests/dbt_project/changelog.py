@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.catalog import METADATA
-from warehouse.land import STATE_DDL
+from warehouse.ledger import DDL as STATE_DDL
 
 ORDER_COLUMNS = {
     "id": "UUID", "customer_id": "UUID", "currency": "VARCHAR", "status": "VARCHAR", "last_line_no": "INTEGER",
