@@ -1,24 +1,47 @@
 """docker-compose.yml is a valid Compose file whose topology matches the native stack.
 
 No Docker engine is needed: the file is validated against the Compose Specification's JSON schema
-(tests/fixtures/compose-spec.json), then checked for what a user would trip over at `docker compose up`.
+(tests/fixtures/compose-spec.json), then checked for what a user would trip over at `docker compose up`:
+each container of our image runs a real command in the foreground and is given only settings that
+command reads, every port is published where the native one listens, the read API reads only what the
+pipeline publishes. Each check is also run against a broken copy of the file, to see it object.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import fnmatch
+import importlib
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import jsonschema
 import pytest
 import yaml
 
+import click
+import httpx
+import psycopg.conninfo
+from uvicorn.main import main as uvicorn_cli
+from pydantic import AliasChoices, SecretStr
+from pydantic_settings import BaseSettings
+
+from api.configuration import ApiSettings
 from cdc import connect
 from cdc.config import SERVICES, StackSettings
 from mirador.cli import main
+from services import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -265,3 +288,537 @@ def test_the_image_is_small_and_runs_unprivileged():
     assert "-c constraints.txt" in dockerfile and (ROOT / "constraints.txt").is_file()
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".mirador", ".env", "tests", "dbt_project/target"} <= ignored
+
+
+# -- Our containers: real commands in the foreground, given only the settings they read ---------------
+
+PAGE_ORIGINS = {"http://127.0.0.1:8100", "http://localhost:8100"}
+"""Where a browser opens the read API's page (published on 127.0.0.1:8100), which sends the orders."""
+
+
+def pipeline_settings() -> type[BaseSettings]:
+    # The pipeline's settings class, wherever the warehouse keeps it.
+    for module in ("warehouse.runtime.configuration", "warehouse.configuration"):
+        try:
+            return importlib.import_module(module).PipelineSettings
+        except (ImportError, AttributeError):
+            continue
+    raise LookupError("no PipelineSettings in warehouse/")
+
+
+SERVICE_APPS = {f"services.{name}.main:create_app": settings for name, settings in runner.SETTINGS.items()}
+"""The uvicorn factory of each write service, and the settings class it reads."""
+
+
+def mirador_commands() -> dict[tuple[str, ...], tuple[tuple[type[BaseSettings], ...], str]]:
+    """Sub-commands a container may run: the settings classes each reads, and how it runs. `job` returns
+    when its work is done; `foreground` runs until stopped; `background` starts servers and returns."""
+    return {
+        ("stack", "up"): ((StackSettings,), "job"),
+        ("services", "up"): (tuple(runner.SETTINGS.values()), "background"),
+        ("run",): ((pipeline_settings(),), "foreground"),
+        ("serve",): ((ApiSettings,), "foreground"),
+        ("simulate",): (tuple(runner.SETTINGS.values()), "foreground"),
+    }
+
+
+def all_settings() -> set[type[BaseSettings]]:
+    """The settings class of each deployable (the pipeline's holds every stage's, the loader's too)."""
+    return {ApiSettings, StackSettings, pipeline_settings(), *runner.SETTINGS.values()}
+
+
+def setting_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Every environment variable `cls` reads, upper-cased, and the field it sets: the field's alias (a
+    shared `MIRADOR_*` key), and the prefixed field name when there is none or names populate too."""
+    config = cls.model_config
+    assert not config.get("case_sensitive"), f"{cls.__name__}: compare names as they are cased"
+    prefix = config.get("env_prefix", "")
+    names: dict[str, str] = {}
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        aliases = ([alias] if isinstance(alias, str) else
+                   [choice for choice in alias.choices if isinstance(choice, str)]
+                   if isinstance(alias, AliasChoices) else [])
+        names.update({name.upper(): field_name for name in aliases})
+        if not aliases or config.get("populate_by_name"):
+            names[(prefix + field_name).upper()] = field_name
+    return names
+
+
+def dockerfile_env() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))
+    return env
+
+
+def container_env(service: dict) -> dict[str, str]:
+    """What a container of our image sees: the image's environment, then the service's."""
+    return {**dockerfile_env(), **environment(service)}
+
+
+def settings_in(cls: type[BaseSettings], env: dict[str, str], **overrides):
+    """`cls` as it resolves in a container with exactly `env`: no .env file, nothing of this process."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return cls(_env_file=None, **overrides)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a container's command resolves to."""
+
+    program: str
+    path: tuple[str, ...]
+    """The sub-commands after the program: ("stack", "up"); () for uvicorn."""
+    params: dict
+    """The parameters click parsed for the command that runs."""
+    reads: tuple[type[BaseSettings], ...]
+    mode: str
+    """`job`, `foreground` or `background` (see `mirador_commands`)."""
+
+
+def resolve(command: click.Command, name: str, args: list[str]) -> tuple[tuple[str, ...], dict]:
+    """Parse `args` as the console script would, invoking nothing: the sub-command path and the parsed
+    parameters of the command that runs. click.UsageError for an unknown sub-command, option or value."""
+    parent, path = None, []
+    while isinstance(command, click.Group):
+        ctx = click.Context(command, info_name=name, parent=parent)
+        if not args:
+            raise click.UsageError(f"`{' '.join([name, *path])}` needs a sub-command", ctx)
+        name, command, args = command.resolve_command(ctx, args)
+        parent, path = ctx, [*path, name]
+    return tuple(path), command.make_context(name, list(args), parent=parent).params
+
+
+def what_runs(service: dict) -> Run:
+    argv = command(service)
+    if not argv:
+        raise click.UsageError("no command: the image's default only prints help")
+    program, args = argv[0], argv[1:]
+    if program == "mirador":
+        path, params = resolve(main, "mirador", args)
+        known = mirador_commands()
+        if path not in known:
+            raise click.UsageError(f"`mirador {' '.join(path)}` is not a command a container runs here "
+                                   "(tests/test_compose.py: mirador_commands says what each reads)")
+        reads, mode = known[path]
+        return Run(program, path, params, reads, mode)
+    if program == "uvicorn":
+        _, params = resolve(uvicorn_cli, "uvicorn", args)
+        if params["app"] not in SERVICE_APPS:
+            raise click.UsageError(f"{params['app']} is not the app of a write service "
+                                   f"({', '.join(SERVICE_APPS)})")
+        if not params["factory"]:
+            raise click.UsageError(f"{params['app']} is a factory: pass --factory")
+        return Run(program, (), params, (SERVICE_APPS[params["app"]],), "foreground")
+    raise click.UsageError(f"{program!r} is neither `mirador` nor `uvicorn`")
+
+
+def ours(compose: dict) -> dict[str, dict]:
+    """The containers built from the repository's Dockerfile."""
+    return {name: service for name, service in compose["services"].items() if "build" in service}
+
+
+def listens(service: dict, run: Run) -> tuple[str, int, int] | None:
+    """The address and port a server listens on in its container, and its port natively; None for a
+    command that serves nothing."""
+    if run.program == "uvicorn":
+        cls = run.reads[0]
+        return run.params["host"], run.params["port"], cls.model_fields["port"].default
+    if run.path == ("serve",):
+        overrides = {key: run.params[key] for key in ("host", "port") if run.params[key] is not None}
+        settings = settings_in(ApiSettings, container_env(service), **overrides)
+        return settings.host, settings.port, ApiSettings.model_fields["port"].default
+    return None
+
+
+def published_ports(name: str, service: dict) -> tuple[list[tuple[str, int, int]], list[str]]:
+    """(host address, host port, container port) of each `ports` entry, and the problems of the rest."""
+    ports, problems = [], []
+    for entry in service.get("ports") or []:
+        parts = str(entry).split(":")
+        address, ports_of = (parts[0], parts[1:]) if len(parts) == 3 else ("", parts)
+        if len(ports_of) != 2 or not all(part.isdigit() for part in ports_of):
+            problems.append(f"{name}: publish {entry!r} as \"127.0.0.1:<host port>:<container port>\"")
+            continue
+        ports.append((address, int(ports_of[0]), int(ports_of[1])))
+    return ports, problems
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """Container path -> (named volume or host path, read-only) of each `volumes` entry."""
+    found = {}
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict):
+            found[entry["target"]] = (entry.get("source", ""), bool(entry.get("read_only")))
+        else:
+            source, target, *mode = str(entry).split(":")
+            found[target] = (source, "ro" in (mode[0].split(",") if mode else []))
+    return found
+
+
+def command_problems(compose: dict) -> list[str]:
+    problems = []
+    for name, service in ours(compose).items():
+        try:
+            run = what_runs(service)
+        except click.ClickException as err:
+            problems.append(f"{name}: `{shlex.join(command(service))}` is not a real command: {err.format_message()}")
+            continue
+        if run.program == "uvicorn":
+            module, _, factory = run.params["app"].partition(":")
+            if not callable(getattr(importlib.import_module(module), factory, None)):
+                problems.append(f"{name}: {run.params['app']} is not callable")
+        if run.mode == "background":
+            problems.append(f"{name}: `{shlex.join(command(service))}` starts its servers in the background and "
+                            "returns: a container runs its server in the foreground (uvicorn --factory "
+                            "services.<name>.main:create_app, as services/runner.py starts it)")
+        if run.path == ("serve",) and (run.params["detach"] or run.params["stop"]):
+            problems.append(f"{name}: `mirador serve --detach/--stop` returns at once: serve in the foreground")
+        if run.mode == "job" and not is_one_shot(service):
+            problems.append(f"{name}: `{shlex.join(command(service))}` exits when done: give it restart \"no\"")
+    return problems
+
+
+def environment_problems(compose: dict) -> list[str]:
+    known = {name for cls in all_settings() for name in setting_names(cls)}
+    problems = [f"Dockerfile: ENV {key} is not a setting any settings class reads"
+                for key in dockerfile_env() if key.startswith("MIRADOR_") and key.upper() not in known]
+    for name, service in ours(compose).items():
+        try:
+            run = what_runs(service)
+        except click.ClickException:
+            continue  # command_problems says why
+        reads = {key for cls in run.reads for key in setting_names(cls)}
+        for key in environment(service):
+            if key.upper() not in known:
+                problems.append(f"{name}: {key} is not a setting any settings class reads")
+            elif key.upper() not in reads:
+                problems.append(f"{name}: {key} is a setting, but not one `{shlex.join(command(service))}` reads "
+                                f"({', '.join(cls.__name__ for cls in run.reads)})")
+        for cls in run.reads:
+            try:
+                settings_in(cls, container_env(service))
+            except ValueError as err:  # pydantic's ValidationError, pydantic-settings' SettingsError
+                problems.append(f"{name}: its environment is not valid {cls.__name__}: {err}")
+    return problems
+
+
+def port_problems(compose: dict) -> list[str]:
+    stack = StackSettings.model_fields
+    # The CDC stack's containers: the native port each is published on, the port it listens on inside.
+    infrastructure = {"postgres": (stack["pg_port"].default, 5432),
+                      "kafka": (stack["kafka_port"].default, stack["kafka_port"].default),
+                      "connect": (stack["connect_port"].default, 8083)}
+    problems = []
+    for name, service in compose["services"].items():
+        ports, unparsed = published_ports(name, service)
+        problems += unparsed
+        if name in infrastructure:
+            expected = infrastructure[name]
+        elif "build" in service:
+            try:
+                server = listens(service, what_runs(service))
+            except click.ClickException:
+                continue
+            if server is None:
+                if ports:
+                    problems.append(f"{name}: publishes {ports} but serves nothing")
+                continue
+            address, port, native = server
+            if address != "0.0.0.0":
+                problems.append(f"{name}: listens on {address} inside its container, where neither the host "
+                                "nor the other containers reach it: bind 0.0.0.0")
+            expected = (native, port)
+        else:
+            continue
+        problems += [f"{name}: published on {address or 'every interface'}, not loopback only"
+                     for address, _, _ in ports if address != "127.0.0.1"]
+        if [(host, inside) for _, host, inside in ports] != [expected]:
+            problems.append(f"{name}: published as {[(host, inside) for _, host, inside in ports]}, natively "
+                            f"127.0.0.1:{expected[0]} (host port {expected[0]} -> its port {expected[1]})")
+    return problems
+
+
+def publication_problems(compose: dict) -> list[str]:
+    services = compose["services"]
+    if "pipeline" not in services or "api" not in services:
+        return ["no `pipeline` or no `api` service"]
+    pipeline, api = services["pipeline"], services["api"]
+    written = settings_in(pipeline_settings(), container_env(pipeline))
+    read = settings_in(ApiSettings, container_env(api)).published
+    problems = []
+    if written.published != read:
+        problems.append(f"the pipeline publishes to {written.published}, the api reads {read}")
+    volumes = compose.get("volumes") or {}
+    pipeline_mounts, api_mounts = mounts(pipeline), mounts(api)
+    source, _ = pipeline_mounts.get(str(written.published), (None, False))
+    if source not in volumes:
+        problems.append(f"pipeline: {written.published} is not on a named volume")
+    elif api_mounts.get(str(read)) != (source, True):
+        problems.append(f"api: {read} is not the pipeline's volume {source!r}, mounted read-only")
+    working, _ = next(((src, ro) for target, (src, ro) in pipeline_mounts.items()
+                       if written.warehouse.is_relative_to(target)), (None, False))
+    if working not in volumes:
+        problems.append(f"pipeline: its working file {written.warehouse} is not on a named volume")
+    others = {src for target, (src, _) in api_mounts.items() if target != str(read)}
+    if others & {src for src, _ in pipeline_mounts.values()}:
+        problems.append(f"api: mounts {sorted(others)} of the pipeline's besides the publications: "
+                        "it reads only what the pipeline publishes")
+    return problems
+
+
+def dependency_problems(compose: dict) -> list[str]:
+    services, problems = compose["services"], []
+    for name, service in services.items():
+        for target, condition in depends_on(service).items():
+            if target not in services:
+                problems.append(f"{name} depends on {target}, which is not a service")
+                continue
+            if condition == "service_healthy" and not (services[target].get("healthcheck") or {}).get("test"):
+                problems.append(f"{name} waits for {target} to be healthy, but {target} has no healthcheck")
+            if condition == "service_completed_successfully" and not is_one_shot(services[target]):
+                problems.append(f"{name} waits for {target} to exit, but it is long-running")
+
+    def cycle(name: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        if name in seen:
+            return (*seen, name)
+        for target in depends_on(services.get(name, {})):
+            if found := cycle(target, (*seen, name)):
+                return found
+        return None
+
+    problems += sorted({" -> ".join(found) for name in services if (found := cycle(name, ()))})
+    return problems
+
+
+CHECKS = [command_problems, environment_problems, port_problems, publication_problems, dependency_problems]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_the_file_passes(compose, check):
+    problems = check(compose)
+    assert not problems, "\n".join(problems)
+
+
+def _set(service: str, key: str, value):
+    def breaks(compose):
+        compose["services"][service][key] = value
+    return breaks
+
+
+def _env(service: str, key: str, value: str):
+    def breaks(compose):
+        compose["services"][service].setdefault("environment", {})[key] = value
+    return breaks
+
+
+def _argv(service: str, edit):
+    def breaks(compose):
+        compose["services"][service]["command"] = edit(list(compose["services"][service]["command"]))
+    return breaks
+
+
+def _own_volume(compose):
+    compose["services"]["api"]["volumes"] = ["api-published:/var/lib/mirador/published:ro"]
+    compose["volumes"]["api-published"] = None
+
+
+def _working_file_too(compose):
+    compose["services"]["api"]["volumes"].append("warehouse-data:/var/lib/mirador/warehouse:ro")
+
+
+@pytest.mark.parametrize("breakage, breaks, check, says", [
+    ("a sub-command that does not exist", _argv("pipeline", lambda argv: ["mirador", "runs"]),
+     command_problems, "No such command 'runs'"),
+    ("an option that does not exist", _argv("api", lambda argv: argv + ["--hots", "0.0.0.0"]),
+     command_problems, "No such option '--hots'"),
+    ("a uvicorn option that does not exist", _argv("orders", lambda argv: argv + ["--prot", "8102"]),
+     command_problems, "No such option '--prot'"),
+    ("an app that is no service's", _argv("orders", lambda argv: [a.replace("orders", "order") for a in argv]),
+     command_problems, "not the app of a write service"),
+    ("a server that detaches", _argv("api", lambda argv: argv + ["--detach"]), command_problems, "returns at once"),
+    ("`mirador services up` in a container", _argv("orders", lambda argv: ["mirador", "services", "up", "orders"]),
+     command_problems, "in the background"),
+    ("a variable no setting reads", _env("orders", "MIRADOR_ORDERS_PROT", "8102"),
+     environment_problems, "MIRADOR_ORDERS_PROT is not a setting"),
+    ("a setting of another part", _env("api", "MIRADOR_KAFKA_BOOTSTRAP", "kafka:9092"),
+     environment_problems, "not one `mirador serve --host 0.0.0.0` reads"),
+    ("a setting of another service", _env("orders", "MIRADOR_CUSTOMERS_TOKEN", "x"),
+     environment_problems, "MIRADOR_CUSTOMERS_TOKEN is a setting, but not one"),
+    ("a value its settings refuse", _env("orders", "MIRADOR_CORS_ORIGINS", "http://127.0.0.1:8100"),
+     environment_problems, "not valid OrdersSettings"),
+    ("a port other than the native one", _set("orders", "ports", ["127.0.0.1:18102:8102"]),
+     port_problems, "natively 127.0.0.1:8102"),
+    ("a port on every interface", _set("api", "ports", ["8100:8100"]), port_problems, "not loopback only"),
+    ("a server on its container's loopback",
+     _argv("api", lambda argv: [("127.0.0.1" if a == "0.0.0.0" else a) for a in argv]), port_problems, "bind 0.0.0.0"),
+    ("a service not published", _set("invoices", "ports", []), port_problems, "natively 127.0.0.1:8103"),
+    ("the api reading another directory", _env("api", "MIRADOR_PUBLISH_DIR", "/srv/published"),
+     publication_problems, "the api reads /srv/published"),
+    ("the api on a volume of its own", _own_volume, publication_problems, "is not the pipeline's volume"),
+    ("the api able to write the publications", _set("api", "volumes", ["published:/var/lib/mirador/published"]),
+     publication_problems, "mounted read-only"),
+    ("the api mounting the working file", _working_file_too, publication_problems, "besides the publications"),
+    ("a dependency that is not a service", _set("api", "depends_on", {"piepline": {"condition": "service_healthy"}}),
+     dependency_problems, "piepline, which is not a service"),
+    ("a dependency cycle", _set("pipeline", "depends_on", {"api": {"condition": "service_healthy"}}),
+     dependency_problems, "api -> pipeline -> api"),
+])
+def test_the_checks_catch_a_broken_file(compose, breakage, breaks, check, says):
+    broken = copy.deepcopy(compose)
+    breaks(broken)
+    problems = check(broken)
+    assert any(says in problem for problem in problems), f"{breakage}: {check.__name__} said {problems}"
+
+
+def test_the_names_derived_are_the_ones_each_settings_class_reads():
+    # Each derived name of a text or path field, set alone, is what the field then holds.
+    checked = 0
+    for cls in sorted(all_settings(), key=lambda cls: cls.__name__):
+        for env_name, field_name in setting_names(cls).items():
+            annotation = cls.model_fields[field_name].annotation
+            optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            kinds = ([kind for kind in typing.get_args(annotation) if kind is not type(None)] if optional
+                     else [annotation])
+            if kinds not in ([str], [Path], [SecretStr]):
+                continue
+            value = getattr(settings_in(cls, {env_name: "/set-by-env"}), field_name)
+            value = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            assert value == "/set-by-env", f"{cls.__name__}: {env_name} does not set {field_name}"
+            checked += 1
+    assert checked > 20
+
+
+def test_every_part_runs_in_its_own_container_of_our_image(services):
+    assert set(runner.SETTINGS) | {"register", "pipeline", "api", "simulate"} <= set(ours({"services": services}))
+    for name in ours({"services": services}):
+        assert services[name]["image"] == "mirador:local" and services[name]["build"]["context"] == "."
+    runs = {name: what_runs(services[name]) for name in ours({"services": services})}
+    for name in runner.SETTINGS:
+        assert runs[name].params["app"] == f"services.{name}.main:create_app"
+    assert runs["pipeline"].path == ("run",)
+    assert runs["api"].path == ("serve",)
+    assert runs["simulate"].path == ("simulate",) and runs["simulate"].params["duration"] == 0
+
+
+def test_only_the_traffic_is_behind_a_profile(services):
+    # `docker compose up` starts the system; `docker compose --profile demo up` also drives traffic.
+    assert services["simulate"]["profiles"] == ["demo"]
+    assert [name for name, service in services.items() if service.get("profiles")] == ["simulate"]
+
+
+def test_each_part_starts_after_what_it_needs(services):
+    for name in runner.SETTINGS:
+        assert depends_on(services[name]) == {"register": "service_completed_successfully"}
+    assert depends_on(services["pipeline"]) == {"register": "service_completed_successfully"}
+    # Healthy: it has published, so the API has something to serve.
+    assert depends_on(services["api"]) == {"pipeline": "service_healthy"}
+    assert depends_on(services["simulate"]) == {name: "service_healthy" for name in runner.SETTINGS}
+
+
+async def _status(app, path: str) -> int:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as client:
+        return (await client.get(path)).status_code
+
+
+def probe(service: dict) -> tuple[int, str]:
+    """The port and path a healthcheck asks on its own container's loopback."""
+    found = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", " ".join(service["healthcheck"]["test"]))
+    assert found, f"no URL on the container's loopback in {service['healthcheck']['test']}"
+    return int(found[1]), found[2]
+
+
+def test_each_server_is_healthy_when_its_probe_answers(services, tmp_path):
+    from api.app import App
+
+    for name, cls in runner.SETTINGS.items():
+        port, path = probe(services[name])
+        assert (port, path) == (what_runs(services[name]).params["port"], "/readyz"), name
+        app = importlib.import_module(f"services.{name}.main").create_app(cls(_env_file=None))
+        assert asyncio.run(_status(app, path)) != 404, f"{name} has no {path}"
+    port, path = probe(services["api"])
+    assert (port, path) == (listens(services["api"], what_runs(services["api"]))[1], "/readyz")
+    app = App(settings_in(ApiSettings, {"MIRADOR_HOME": str(tmp_path)}))
+    assert asyncio.run(_status(app, path)) != 404, f"the read API has no {path}"
+
+
+def test_the_pipeline_is_healthy_once_it_has_published(services, tmp_path):
+    from warehouse.publish import Publication, switch
+
+    check = services["pipeline"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1] == "python"
+    env = {**container_env(services["pipeline"]), "MIRADOR_PUBLISH_DIR": str(tmp_path)}
+
+    def healthy() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *check[2:]], env={**env, "PATH": os.environ["PATH"]},
+                              capture_output=True, text=True, timeout=30)
+
+    before = healthy()
+    assert (before.returncode, before.stderr) == (1, "")
+    switch(tmp_path, Publication(build_id="b1", file="b1.duckdb", built_at="2026-01-01T00:00:00+00:00",
+                                 published_at="2026-01-01T00:00:00+00:00", through_batch=1, tables=[],
+                                 watermark={}))
+    assert healthy().returncode == 0
+
+
+def test_each_service_reaches_its_database_and_answers_the_api_page(raw, services):
+    register = raw["services"]["register"]["environment"]
+    for name, cls in runner.SETTINGS.items():
+        service = services[name]
+        settings = settings_in(cls, container_env(service))
+        expected = {"host": "postgres", "port": "5432", "dbname": name, "user": name}
+        assert expected.items() <= psycopg.conninfo.conninfo_to_dict(settings.database_dsn).items(), name
+        # The password `register` gave the service's role, with the same default.
+        assert raw["services"][name]["environment"]["MIRADOR_PG_SERVICE_PASSWORD"] == \
+            register["MIRADOR_PG_SERVICE_PASSWORD"]
+        assert PAGE_ORIGINS <= set(settings.cors_origins), f"{name}: the API's page may not send commands"
+    # The page sends orders to the orders service where the host sees it.
+    page = (ROOT / "api" / "page" / "index.html").read_text()
+    default = re.search(r"orders_url\.value\s*=.*?\"(http://[^\"]+)\"", page)
+    assert default, "the page names no default orders service URL"
+    address, host_port, _ = published_ports("orders", services["orders"])[0][0]
+    assert default[1] == f"http://{address}:{host_port}"
+
+
+def test_the_traffic_reaches_each_service_with_its_token(raw, services):
+    for name, cls in runner.SETTINGS.items():
+        # `mirador simulate` sends to each service's base_url with its token, from the service's settings.
+        client = settings_in(cls, container_env(services["simulate"]))
+        server = settings_in(cls, container_env(services[name]))
+        assert client.base_url == f"http://{name}:{what_runs(services[name]).params['port']}"
+        assert client.token == server.token
+        key = f"MIRADOR_{name.upper()}_TOKEN"
+        assert raw["services"]["simulate"]["environment"][key] == raw["services"][name]["environment"][key]
+
+
+def test_secrets_are_variables_with_the_development_default(raw):
+    secret = re.compile(r"(PASSWORD|TOKEN|TOKENS)$")
+    for name, service in raw["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if secret.search(key):
+                assert re.fullmatch(r"\$\{MIRADOR_[A-Z_]+:-(mirador-dev|\[\])\}", str(value)), \
+                    f"{name}: {key} is {value!r}, not ${{MIRADOR_<NAME>:-<development default>}}"
+
+
+def test_the_files_the_code_reads_beside_itself_reach_the_image():
+    # A file that is not Python reaches a container in the package (package-data), or because the
+    # image runs the code from the tree it copied, which .dockerignore does not keep out.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packaged = project["tool"]["setuptools"].get("package-data", {})
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    workdir = re.search(r"^WORKDIR (\S+)$", dockerfile, re.M)[1]
+    runs_from_tree = dockerfile_env().get("PYTHONPATH") == workdir and re.search(r"^COPY \. \.$", dockerfile, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for package in ("mirador", "services", "traffic", "cdc", "warehouse", "api"):
+        for path in (ROOT / package).rglob("*"):
+            relative = path.relative_to(ROOT)
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in relative.parts:
+                continue
+            in_package = any(fnmatch.fnmatch(str(relative.relative_to(package)), glob)
+                             for glob in packaged.get(package, []))
+            kept_out = any(fnmatch.fnmatch(str(relative), pattern.removeprefix("**/"))
+                           or str(relative).startswith(pattern.rstrip("/") + "/") for pattern in ignored)
+            assert in_package or (runs_from_tree and not kept_out), f"{relative} is not in the image"
