@@ -29,7 +29,8 @@ REMIND_SECONDS = 30.0
 
 held_by_this_process: dict[Path, dict] = {}
 """Warehouse files whose lock this process already holds, with the DuckDB configuration it opened
-them with (`warehouse.session` registers its own; the dbt plugin `warehouse.dbt_lock` reads it)."""
+them with (`warehouse.runtime.session` registers its own; the dbt plugin `warehouse.runtime.dbt_lock`
+reads it)."""
 
 
 def lock_path(database: Path) -> Path:
@@ -69,9 +70,9 @@ def others_waiting(database: Path) -> list[str]:
 class WarehouseLock:
     """`with WarehouseLock(path, "mirador load"):` holds the file for the block; re-entrant it is not."""
 
-    def __init__(self, database: Path, holder: str, timeout: float = 900.0, exclusive: bool = True) -> None:
+    def __init__(self, database: Path, holder: str, timeout: float = 900.0) -> None:
         self.path = lock_path(database)
-        self.holder, self.timeout, self.exclusive = holder, timeout, exclusive
+        self.holder, self.timeout = holder, timeout
         self._fd: int | None = None
         self._note = waiting_path(database) / f"{os.getpid()}-{id(self):x}"
         self.waited = 0.0
@@ -79,13 +80,12 @@ class WarehouseLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        mode = (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         started = time.monotonic()
         reminded = 0.0
         try:
             while True:
                 try:
-                    fcntl.flock(fd, mode)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     waited = time.monotonic() - started
@@ -102,18 +102,16 @@ class WarehouseLock:
         finally:
             self._note.unlink(missing_ok=True)
         self.waited = time.monotonic() - started
-        if self.exclusive:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
-                                      "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
+                                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        if self.exclusive:
-            os.ftruncate(fd, 0)
+        os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

@@ -27,12 +27,12 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mirador.logs import only_to  # noqa: E402
-from tests.dbt_project.changelog import Changelog  # noqa: E402
-from warehouse.build import Builder  # noqa: E402
-from warehouse.configuration import PipelineSettings  # noqa: E402
-from warehouse.land import connect  # noqa: E402
-from warehouse.publish import publish  # noqa: E402
+from mirador.logs import only_to
+from tests.dbt_project.changelog import Changelog
+from warehouse.build.builder import Builder
+from warehouse.ingest.land import connect
+from warehouse.publish import publish
+from warehouse.runtime.configuration import PipelineSettings
 
 
 def fill(source: Changelog, conn: duckdb.DuckDBPyConnection, orders: int) -> None:
@@ -60,9 +60,9 @@ class ModelTimes(logging.Handler):
             self.seconds.setdefault(match.group(1), []).append(float(match.group(2)))
 
 
-def plan_log_to(handler: ModelTimes):
+def recordings_log_to(handler: ModelTimes):
     """The replay's debug log, to `handler` only, while the block runs."""
-    return only_to(logging.getLogger("warehouse.plan"), handler, logging.DEBUG)
+    return only_to(logging.getLogger("warehouse.build.recordings"), handler, logging.DEBUG)
 
 
 def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
@@ -78,7 +78,7 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
     assert first.success, first.failures
     builds, runs, publishes, wholes = [], [], [], []
     models = ModelTimes()
-    with plan_log_to(models):
+    with recordings_log_to(models):
         for _ in range(repeats):
             for tests, times in ((True, builds), (False, runs)):
                 for _ in range(changes):
@@ -91,12 +91,12 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
                 with connect(path, settings) as conn:
                     t0 = time.perf_counter()
                     publish(conn, workdir / f"published{size}", result.build_id, result.through_batch,
-                            builder.exposed_models(), result.watermark, keep=settings.publish_keep)
+                            builder.project.exposed, result.watermark, keep=settings.publish_keep)
                     publishes.append(time.perf_counter() - t0)
             with connect(path, settings) as conn:
                 t0 = time.perf_counter()
                 publish(conn, workdir / f"whole{size}", result.build_id, result.through_batch,
-                        builder.exposed_models(), result.watermark, rewrite_every=1)
+                        builder.project.exposed, result.watermark, rewrite_every=1)
                 wholes.append(time.perf_counter() - t0)
     # As `mirador run` publishes: the first publications copy the current file, then `publish_keep` older
     # ones are kept and each new one is the oldest, brought up to date in place (ADR 17).

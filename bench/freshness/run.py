@@ -35,11 +35,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.services.cpu import processes  # noqa: E402
-from cdc import stack  # noqa: E402
-from cdc.config import SERVICES, StackSettings  # noqa: E402
-from tests.ports import free_ports  # noqa: E402
-from warehouse.publish import current_publication  # noqa: E402
+from bench.services.cpu import processes
+from cdc import stack
+from cdc.config import SERVICES, StackSettings
+from tests.ports import free_ports
+from warehouse.publish import current_publication
 
 BIN = Path(sys.executable).parent
 
@@ -61,7 +61,7 @@ def cpu_by_role() -> dict[str, float]:
 
 
 def _cycles(log: str) -> int:
-    return log.count("warehouse.pipeline build")
+    return log.count("warehouse.runtime.pipeline build")
 
 
 def _warm(log: str) -> bool:
@@ -184,7 +184,7 @@ def main() -> None:
                             "where email like ? and _op = 'c'", [f"{prefix}%"]).fetchall()
     landed = [loaded - commit for _, commit, loaded in rows]
     visible = [watcher.visible[email] - commit for email, commit, _ in rows if email in watcher.visible]
-    cycles = [line for line in log.splitlines() if "warehouse.pipeline build" in line]  # warm-up's too
+    cycles = [line for line in log.splitlines() if "warehouse.runtime.pipeline build" in line]  # warm-up's too
     print("\n".join(simulated.strip().splitlines()[-1:]))
     print(f"\nprobes: {len(probes)} sent, {len(rows)} landed, {len(watcher.visible)} visible; "
           f"{watcher.builds} publications seen; {len(cycles)} build cycles")

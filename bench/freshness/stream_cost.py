@@ -24,11 +24,11 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.freshness.build_cost import ModelTimes, plan_log_to  # noqa: E402
-from tests.dbt_project.changelog import StockSource  # noqa: E402
-from warehouse.build import Builder  # noqa: E402
-from warehouse.configuration import PipelineSettings  # noqa: E402
-from warehouse.land import connect  # noqa: E402
+from bench.freshness.build_cost import ModelTimes, recordings_log_to
+from tests.dbt_project.changelog import StockSource
+from warehouse.build.builder import Builder
+from warehouse.ingest.land import connect
+from warehouse.runtime.configuration import PipelineSettings
 
 
 def measure(events: int, products: int, changes: int, repeats: int, workdir: Path) -> dict:
@@ -47,7 +47,7 @@ def measure(events: int, products: int, changes: int, repeats: int, workdir: Pat
     assert first.success, first.failures
     builds = []
     models = ModelTimes()
-    with plan_log_to(models):
+    with recordings_log_to(models):
         for _ in range(repeats + 2):  # dbt runs twice before the models replay
             for _ in range(changes):
                 source.step()

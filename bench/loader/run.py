@@ -31,18 +31,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import duckdb  # noqa: E402
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+import duckdb
+from confluent_kafka import Consumer, TopicPartition
 
-from bench.loader.capture import capture_envelopes  # noqa: E402
-from cdc.config import StackSettings  # noqa: E402
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay  # noqa: E402
-from warehouse.catalog import Catalog  # noqa: E402
-from warehouse.configuration import LoaderSettings  # noqa: E402
-from warehouse.consume import CHUNK  # noqa: E402
-from warehouse.decode import Batch, Decoder  # noqa: E402
-from warehouse.frames import ARROW_CHUNK, convert, prepare  # noqa: E402
-from warehouse.land import Warehouse  # noqa: E402
+from bench.loader.capture import capture_envelopes
+from cdc.config import StackSettings
+from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from warehouse.ingest.catalog import Catalog
+from warehouse.ingest.configuration import LoaderSettings
+from warehouse.ingest.consume import CHUNK
+from warehouse.ingest.decode import Batch, Decoder
+from warehouse.ingest.frames import ARROW_CHUNK, convert, prepare
+from warehouse.ingest.land import Warehouse
 
 
 def run_loader(topic: str, bootstrap: str, workdir: Path) -> dict:

@@ -7,7 +7,7 @@
     `mirador run` the loader keeps landing while dbt builds, and every model of one build must see
     the same batches, or a mart would join one input's new rows with another's old ones and mark
     them built. The bound is followed by a marker comment so that `mirador run`, replaying the SQL a
-    build ran (warehouse/plan.py), can put the next build's batch in its place.
+    build ran (warehouse/build/recordings.py), can put the next build's batch in its place.
 #}
 {% macro raw_source(source_name, table_name) -%}
     {%- set relation = source(source_name, table_name) -%}
@@ -37,7 +37,7 @@
 {#
     The build that wrote a mart's row: the last batch the build read (var `mirador_through_batch`).
     Publication copies the previous publication and applies only the rows written since it, plus the
-    keys gone (warehouse/publish.py); replay puts the next build's batch in place of the marked one.
+    keys gone (warehouse/publish/snapshot.py); replay puts the next build's batch in place of the marked one.
     NULL when dbt runs without the var (an analyst's build): publication compares those rows whole.
 #}
 {% macro built_batch() -%}
@@ -50,7 +50,7 @@
 {%- endmacro %}
 
 
-{# The loader's metadata columns on every raw table (warehouse/catalog.py documents them). #}
+{# The loader's metadata columns on every raw table (warehouse/ingest/catalog.py documents them). #}
 {% macro raw_metadata_columns() -%}
     {{ return({
         "_op": "varchar", "_deleted": "boolean", "_snapshot": "boolean", "_lsn": "bigint",

@@ -9,9 +9,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.build import Builder
-from warehouse.configuration import PipelineSettings
-from warehouse.land import connect
+from warehouse.build.builder import Builder
+from warehouse.runtime.configuration import PipelineSettings
+from warehouse.ingest.land import connect
 
 from .changelog import Changelog
 

@@ -1,4 +1,4 @@
-"""Replayed builds and data tests (warehouse/plan.py) give what dbt gives, and step aside when they cannot."""
+"""Replayed builds and data tests (warehouse/build/recordings.py) give what dbt gives, and step aside when they cannot."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.build import Builder
-from warehouse.land import connect
-from warehouse.plan import PLACEHOLDER, Plans
+from warehouse.build.builder import Builder
+from warehouse.ingest.land import connect
+from warehouse.build.recordings import PLACEHOLDER, Recordings
 
 from .changelog import Changelog
 from .test_incremental import _settings, assert_equals_full_refresh
@@ -80,15 +80,15 @@ def test_a_failing_replay_is_rolled_back_and_built_by_dbt(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     builder, connection = _builder(path)
     _confirmed(source, path, builder, connection)
-    mart = next(model for model in builder.plans.statements if model.endswith("orders_with_invoices"))
-    statements = builder.plans.statements[mart]
+    mart = next(model for model in builder.recordings.statements if model.endswith("orders_with_invoices"))
+    statements = builder.recordings.statements[mart]
     # Fails inside the mart's transaction, after its delete+insert.
-    builder.plans.statements[mart] = (*statements[:-1], "insert into marts.no_such_table values (1)", statements[-1])
+    builder.recordings.statements[mart] = (*statements[:-1], "insert into marts.no_such_table values (1)", statements[-1])
     _land(source, path, 30)
     result = builder.build(connection, tests=False)
     assert result.success and not result.replayed
-    assert not builder.plans.confirmed  # forgotten, recorded anew by dbt
-    assert builder.plans.failures == {mart: 1}
+    assert not builder.recordings.confirmed  # forgotten, recorded anew by dbt
+    assert builder.recordings.failures == {mart: 1}
     assert_equals_full_refresh(path, tmp_path / "full")
 
 
@@ -117,14 +117,14 @@ def test_data_tests_are_replayed_and_still_catch_failures(tmp_path):
 
 
 class _Event:
-    """The parts of dbt's SQLQuery event that `Plans.observe` reads."""
+    """The parts of dbt's SQLQuery event that `Recordings.observe` reads."""
 
     def __init__(self, node: str, sql: str, name: str = "SQLQuery") -> None:
         self.info = type("Info", (), {"name": name})()
         self.data = type("Data", (), {"sql": sql, "node_info": type("Node", (), {"unique_id": node})()})()
 
 
-def _record(plans: Plans, statements: dict[str, list[str]], through: int, schema: str = "s") -> None:
+def _record(plans: Recordings, statements: dict[str, list[str]], through: int, schema: str = "s") -> None:
     plans.start()
     for node, sqls in statements.items():
         for sql in sqls:
@@ -135,7 +135,7 @@ def _record(plans: Plans, statements: dict[str, list[str]], through: int, schema
 
 
 def test_only_recordings_two_runs_agree_on_are_replayed():
-    plans = Plans(recheck=300)
+    plans = Recordings(recheck=300)
     bound = "select * from raw.t where _batch_id <= {} /* mirador_through_batch */"
     stable = lambda n: ["/* {\"app\": \"dbt\"} */ select column_name from information_schema.columns",  # noqa: E731
                         f"create temporary table a__dbt_tmp2026112{n} as ({bound.format(n)})", "BEGIN",

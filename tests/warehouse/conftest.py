@@ -17,7 +17,7 @@ from confluent_kafka import Message
 from cdc.config import SERVICES
 from mirador.home import PROJECT_ROOT
 from tests.ports import free_ports
-from warehouse.configuration import LoaderSettings
+from warehouse.ingest.configuration import LoaderSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
 

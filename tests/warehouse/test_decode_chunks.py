@@ -7,9 +7,9 @@ columns, not decoded objects; chunk borders must not move a row, an old key or t
 from __future__ import annotations
 
 from tests.warehouse.conftest import STEPS, messages
-from warehouse.catalog import Catalog
-from warehouse.decode import Batch, Decoder
-from warehouse.frames import convert, prepare
+from warehouse.ingest.catalog import Catalog
+from warehouse.ingest.decode import Batch, Decoder
+from warehouse.ingest.frames import convert, prepare
 
 
 def _work(chunk: int | None):

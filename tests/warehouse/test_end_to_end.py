@@ -89,7 +89,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
             time.sleep(0.5)
 
         # Traffic while the pipeline runs: after two dbt runs record them, cycles replay the models'
-        # and the tests' SQL (warehouse/plan.py), and the views still match the sources exactly.
+        # and the tests' SQL (warehouse/build/recordings.py), and the views still match the sources exactly.
         simulate = subprocess.run([BIN / "mirador", "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
                                   env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
         assert simulate.returncode == 0, simulate.stdout + simulate.stderr

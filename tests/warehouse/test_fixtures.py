@@ -17,10 +17,10 @@ import duckdb
 import pytest
 
 from tests.warehouse.conftest import STEPS, as_message, captured, expected_rows, messages
-from warehouse.catalog import Catalog
-from warehouse.decode import Batch, Decoder
-from warehouse.frames import prepare
-from warehouse.land import Warehouse
+from warehouse.ingest.catalog import Catalog
+from warehouse.ingest.decode import Batch, Decoder
+from warehouse.ingest.frames import prepare
+from warehouse.ingest.land import Warehouse
 
 TABLE = "raw.fixtures__all_types"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.warehouse.conftest import captured
 from tests.warehouse.replay import Template, create_topic, delete_topics, replay
-from warehouse.load import Loader
+from warehouse.ingest.load import Loader
 
 pytestmark = pytest.mark.stack
 

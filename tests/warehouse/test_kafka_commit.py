@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.warehouse.conftest import captured
 from tests.warehouse.replay import Template, create_topic, delete_topics, replay
-from warehouse.load import Loader
+from warehouse.ingest.load import Loader
 
 pytestmark = pytest.mark.stack
 

@@ -15,8 +15,8 @@ from confluent_kafka import Producer
 
 from cdc import postgres
 from tests.warehouse.replay import delete_topics
-from warehouse.configuration import LoaderSettings
-from warehouse.load import Loader
+from warehouse.ingest.configuration import LoaderSettings
+from warehouse.ingest.load import Loader
 
 pytestmark = pytest.mark.stack
 

@@ -25,7 +25,7 @@ from warehouse.publish import current_publication
 pytestmark = pytest.mark.stack
 
 KILLS = 6
-CYCLE = "warehouse.pipeline build"
+CYCLE = "warehouse.runtime.pipeline build"
 
 
 def _start(env: dict, log) -> subprocess.Popen:

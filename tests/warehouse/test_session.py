@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from warehouse.configuration import PipelineSettings
+from warehouse.runtime.configuration import PipelineSettings
 from warehouse.exceptions import TransientError
 from warehouse.lock import others_waiting
-from warehouse.session import Session
+from warehouse.runtime.session import Session
 
 CHILD = textwrap.dedent("""
     import sys, duckdb

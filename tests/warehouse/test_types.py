@@ -8,9 +8,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from warehouse.catalog import Catalog, raw_table_name, supertype
-from warehouse.connect_types import PLACEHOLDER, UnsupportedType, column_type, decimal_text, iso_interval
-from warehouse.exceptions import IncompatibleSchema
+from warehouse.ingest.catalog import Catalog, raw_table_name, supertype
+from warehouse.ingest.connect_types import PLACEHOLDER, UnsupportedType, column_type, decimal_text, iso_interval
+from warehouse.ingest.exceptions import IncompatibleSchema
 
 
 @pytest.mark.parametrize(("unscaled", "scale", "text"), [

@@ -1,64 +1,38 @@
-"""Publish: hand the view tables to readers as an immutable snapshot file, switched atomically.
+"""A publication: the exposed marts written into a DuckDB file no reader can open yet, then switched to.
 
-Readers (the read API's workers, an analyst's notebook) never open the working DuckDB file, which one
-writer at a time holds. Each publication copies the exposed marts into a new DuckDB file that is
-never written again, then replaces `current.json` (write to a temporary file, fsync, `os.replace`), so
-a reader sees the old publication or the new one, never a half-built one. A reader that opened an
-older file keeps reading it, even after it is removed. The pointer carries the watermark: per
-service, the newest source LSN and commit time included, plus the build id and time.
-
-A new publication starts from an earlier one and applies what changed since, keyed by each mart's
-primary key (ADR 8): the rows builds wrote since that publication (stamped with `_built_batch`), rows
-nothing stamped, found by comparing them whole (as every row is when that publication is not this
-warehouse's), and the keys gone, looked for only when the published copy ends up with more rows than
-the mart. The earlier one is the oldest publication kept, the one pruning would remove (ADR 17): it is
-renamed out of readers' reach, then written in place, unless a reader still has it open (DuckDB's
-file lock says so); then, and while fewer than `keep` are kept, the current file is copied instead.
-A file is never written while a reader can open it. After `rewrite_every` publications in place, after
-a schema change, or without an earlier file, the marts are copied whole, which also drops the space
-deleted rows left.
+Each publication is a new file name, written while readers cannot open it, synced, renamed into
+their reach and pointed at (`directory.switch`). It starts from an earlier publication and applies
+what changed since, keyed by each mart's primary key (ADR 8): the rows builds wrote since that
+publication (stamped with `_built_batch`), rows nothing stamped, found by comparing them whole (as
+every row is when that publication is not this warehouse's), and the keys gone, looked for only when
+the published copy ends up with more rows than the mart. The earlier one is the oldest publication
+kept, the one pruning would remove (ADR 17): it is renamed out of readers' reach, then written in
+place, unless a reader still has it open (DuckDB's file lock says so); then, and while fewer than
+`keep` are kept, the current file is copied instead. A file is never written while a reader can open
+it. After `rewrite_every` publications in place, after a schema change, or without an earlier file,
+the marts are copied whole, which also drops the space deleted rows left.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from warehouse import ledger
+from warehouse.publish.directory import (
+    Publication, current_publication, fsync, now, older_files, prune, switch,
+)
 
-log = logging.getLogger(__name__)
-
-POINTER = "current.json"
 WHOLE_ABOVE = 0.2
 """A mart whose builds rewrote more than this share of its rows since the last publication is copied
 whole."""
-
-
-@dataclass
-class Publication:
-    build_id: str
-    file: str
-    built_at: str
-    published_at: str
-    through_batch: int
-    tables: list[str]
-    watermark: dict[str, dict]
-    tested_through_batch: int | None = None
-    """Data tests passed on every batch up to this one (`mirador run` tests every few seconds)."""
-    increments: int = 0
-    """Publications written into this file since the marts were last copied whole, each adding what changed."""
-
-    def path(self, directory: Path) -> Path:
-        return directory / self.file
 
 
 def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
@@ -78,7 +52,7 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{build_id}.duckdb"
     partial = target.with_suffix(".partial")
-    built_at = _now()
+    built_at = now()
     with _unsynced(conn):
         base = _attach_base(conn, directory, partial, keep, rewrite_every)
         increments = base.increments + 1 if base else 0
@@ -109,12 +83,12 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
                           json.dumps(dict(catalog or {})), json.dumps(changes)])
         finally:
             conn.execute("detach publication")
-    _fsync(partial)
+    fsync(partial)
     os.replace(partial, target)
-    publication = Publication(build_id, target.name, built_at, _now(), through_batch, list(tables), watermark,
+    publication = Publication(build_id, target.name, built_at, now(), through_batch, list(tables), watermark,
                               tested_through_batch, increments)
     switch(directory, publication)
-    _prune(directory, keep)
+    prune(directory, keep)
     return publication
 
 
@@ -148,7 +122,7 @@ def _attach_base(conn: duckdb.DuckDBPyConnection, directory: Path, partial: Path
     for stale in directory.glob("*.partial*"):  # left by a publication that failed: one publishes at a time
         stale.unlink(missing_ok=True)
     current = current_publication(directory)
-    older = _older(directory, current)
+    older = older_files(directory, current)
     if current is not None and keep and len(older) >= keep:
         os.rename(older[-1], partial)
         try:
@@ -177,12 +151,6 @@ def _held(conn: duckdb.DuckDBPyConnection) -> _Base | None:
     except duckdb.Error:  # a publication from before `increments` was stored, or not one at all
         return None
     return None if row is None else _Base(*row)
-
-
-def _older(directory: Path, current: Publication | None) -> list[Path]:
-    """The publication files kept besides the current one, newest first."""
-    return sorted((p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple]]:
@@ -256,60 +224,3 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
         conn.execute(f"insert into {changes} select {keys}, true from mirador_gone")
         conn.execute("drop table mirador_gone")
     return True
-
-
-def refresh_watermark(directory: Path, watermark: dict[str, dict]) -> Publication | None:
-    """Nothing to rebuild, but the sources moved on (heartbeats): re-point with a newer watermark."""
-    current = current_publication(directory)
-    if current is None:
-        return None
-    if watermark == current.watermark:
-        return current
-    current.watermark, current.published_at = watermark, _now()
-    switch(directory, current)
-    return current
-
-
-def switch(directory: Path, publication: Publication) -> None:
-    """Atomically make `publication` the current one."""
-    temporary = directory / f".{POINTER}.{os.getpid()}"
-    with temporary.open("w") as out:
-        json.dump(asdict(publication), out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, directory / POINTER)
-    _fsync_dir(directory)
-
-
-def current_publication(directory: Path) -> Publication | None:
-    try:
-        return Publication(**json.loads((directory / POINTER).read_text()))
-    except FileNotFoundError:
-        return None
-
-
-def _prune(directory: Path, keep: int) -> None:
-    """Remove all but the newest `keep` older publications; open readers keep their file (unlinked)."""
-    for old in _older(directory, current_publication(directory))[keep:]:
-        old.unlink(missing_ok=True)
-        Path(f"{old}.wal").unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")

@@ -15,9 +15,9 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from warehouse.catalog import service_of
-from warehouse.configuration import LoaderSettings
 from warehouse.exceptions import TerminalError, TransientError
+from warehouse.ingest.catalog import service_of
+from warehouse.ingest.configuration import LoaderSettings
 
 log = logging.getLogger(__name__)
 

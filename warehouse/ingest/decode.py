@@ -17,9 +17,9 @@ import msgspec
 import pyarrow as pa
 from confluent_kafka import Message
 
-from warehouse.catalog import Catalog, raw_table_name, service_of
-from warehouse.connect_types import ColumnType, column_type
-from warehouse.exceptions import IncompatibleSchema, PoisonMessage
+from warehouse.ingest.catalog import Catalog, raw_table_name, service_of
+from warehouse.ingest.connect_types import ColumnType, column_type
+from warehouse.ingest.exceptions import IncompatibleSchema, PoisonMessage
 
 OPERATIONS = frozenset("cudrt")
 OLD_KEY_HEADER = "__debezium.oldkey"
@@ -28,7 +28,7 @@ OLD_KEY_HEADER = "__debezium.oldkey"
 class Source(msgspec.Struct, gc=False):
     lsn: int | None = None
     sequence: str | None = None
-    txId: int | None = None  # noqa: N815 - Debezium's name
+    txId: int | None = None  # Debezium's name
     ts_ms: int | None = None
     ts_us: int | None = None
     snapshot: str | None = None
@@ -159,6 +159,15 @@ class Batch:
     @property
     def events(self) -> int:
         return sum(g.rows + len(g.offsets) for g in self.groups.values())
+
+    def span(self) -> dict[str, str]:
+        """`topic[partition]` -> `first..last` offsets, for error messages."""
+        return offset_span(self.first_offsets, self.positions)
+
+
+def offset_span(first_offsets: dict[tuple[str, int], int], positions: dict[tuple[str, int], int]) -> dict[str, str]:
+    """`topic[partition]` -> `first..last` offsets of a batch that reads up to `positions`."""
+    return {f"{t}[{p}]": f"{first_offsets.get((t, p), '?')}..{end - 1}" for (t, p), end in positions.items()}
 
 
 class Decoder:

@@ -1,4 +1,4 @@
-"""Replay: the SQL an incremental dbt run executed for each model, executed again without dbt.
+"""Recordings: the SQL an incremental dbt run executed for each model, replayed without dbt.
 
 An incremental build of a model executes the same statements every cycle: the rendered model, the
 delete+insert of its materialization, its hooks. Only the last batch the build reads changes, and
@@ -8,13 +8,14 @@ executes for each model and, once two consecutive dbt runs of a model executed t
 executes them itself for the next batches, in the same transactions, each model once its parents
 are done, a few at once (as dbt's threads).
 
-A recording holds only while what dbt planned it from holds:
-- the project: parsed once per process, and plans live in the process's memory;
+A recording holds only while what dbt rendered it from holds:
+- the project: parsed once per process, and recordings live in the process's memory;
 - the tables, views and columns of the project's schemas: dbt chooses statements from them (an empty
-  stand-in for a raw table not landed yet, columns to add); any change forgets every plan;
-- the rendering: a model whose statements differ between two runs (one using `run_started_at`, say)
-  is never replayed, and every `recheck` seconds dbt runs a replayed model again to see that its
-  statements still agree (SQL rendered from data or the date changes seldom, but can).
+  stand-in for a raw table not landed yet, columns to add); any change forgets every recording;
+- the rendering: a project whose SQL depends on the run, the clock or the data is refused before
+  anything is recorded (warehouse/build/determinism.py); a model whose statements still differ between
+  two runs is never replayed, and every `recheck` seconds dbt runs a replayed model again to see that
+  its statements still agree.
 Statements that only read the catalog (dbt's planning queries) are left out. A replay that fails is
 rolled back and the cycle goes through dbt, which records anew; a node that failed `GIVE_UP` times
 stays with dbt.
@@ -69,7 +70,7 @@ def schema_of(conn: duckdb.DuckDBPyConnection, schemas: list[str]) -> str:
     return conn.execute(SCHEMA_SQL, [schemas]).fetchall()[0][0]
 
 
-class Plans:
+class Recordings:
     """What dbt executed for each model, and which of those recordings are confirmed for replay."""
 
     def __init__(self, recheck: float) -> None:
@@ -109,11 +110,11 @@ class Plans:
             if before != after:  # the run changed the schema: its statements will not be the next ones
                 return
         for node, statements in recorded.items():
-            plan = _test_query(statements) if node.startswith("test.") else _normalised(statements, through)
-            if plan is not None and self.statements.get(node) == plan:
+            recording = _test_query(statements) if node.startswith("test.") else _normalised(statements, through)
+            if recording is not None and self.statements.get(node) == recording:
                 self.confirmed[node] = time.monotonic()
-            elif plan is not None:
-                self.statements[node] = plan
+            elif recording is not None:
+                self.statements[node] = recording
                 self.confirmed.pop(node, None)
             else:
                 self.statements.pop(node, None)
@@ -137,7 +138,7 @@ class Plans:
                parents: dict[str, set[str]] | None = None, threads: int = 1) -> float:
         """Execute the models' statements reading raw up to batch `through`, each once its `parents` (among
         `models`) are done, up to `threads` at once; on error, roll the failing one back, let those
-        running finish, forget every plan and raise (models done stay built, as with dbt).
+        running finish, forget every recording and raise (models done stay built, as with dbt).
 
         Returns the CPU seconds the replaying threads spent (with one DuckDB thread, all of the work)."""
         parents = parents or {}
@@ -217,7 +218,7 @@ def _test_query(statements: list[str]) -> tuple[str] | None:
 def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
     """The statements that change data, with the batch bound and temporary names made generic;
     None when they cannot be replayed (an abridged statement, or a batch bound other than the run's)."""
-    plan = []
+    recording = []
     for sql in statements:
         if sql.endswith(ABRIDGED):
             return None
@@ -227,12 +228,12 @@ def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
         if any(int(bound) != through for bound in THROUGH.findall(body) + BUILT.findall(body)):
             return None
         body = BUILT.sub(lambda _: BUILT_PLACEHOLDER, THROUGH.sub(lambda _: PLACEHOLDER, body))
-        plan.append(TEMPORARY.sub("__mirador_tmp", body))
+        recording.append(TEMPORARY.sub("__mirador_tmp", body))
     # Where dbt opens the transaction depends on its relation cache (before or after creating the
     # temporary table): put it just before the first statement that changes a real table.
-    if plan.count("BEGIN") != 1 or plan.count("COMMIT") != 1 or plan.index("BEGIN") > plan.index("COMMIT"):
+    if recording.count("BEGIN") != 1 or recording.count("COMMIT") != 1 or recording.index("BEGIN") > recording.index("COMMIT"):
         return None  # not the one transaction of dbt's materialization: a replay could leave it open
-    plan.remove("BEGIN")
-    first = next(i for i, body in enumerate(plan) if not body.lower().startswith("create temporary table"))
-    plan.insert(first, "BEGIN")
-    return tuple(plan)
+    recording.remove("BEGIN")
+    first = next(i for i, body in enumerate(recording) if not body.lower().startswith("create temporary table"))
+    recording.insert(first, "BEGIN")
+    return tuple(recording)

@@ -2,13 +2,13 @@
 
 `mirador build` is one build-and-publish for schedulers (after `mirador load --once`). `mirador run`
 keeps a loader following Kafka in one thread and builds and publishes in another, in one process
-with one parsed dbt manifest and one open DuckDB instance (`warehouse.session`). While a build runs
+with one parsed dbt manifest and one open DuckDB instance (`warehouse.runtime.session`). While a build runs
 the loader holds what arrives; it lands it as the build ends, and the next build starts as soon as
 that batch has committed. Data tests run with every build of `mirador build`. `mirador run` builds
 the models and publishes, and every `run_test_interval` seconds tests what it published since the
 last tests; once they fail, every cycle tests before it publishes (so nothing more is published)
 until they pass. Once dbt has run a model or a test twice with the same SQL, the cycles replay that
-SQL without dbt (warehouse/plan.py). Other processes that want the file get it between cycles.
+SQL without dbt (warehouse/build/recordings.py). Other processes that want the file get it between cycles.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse.build import Builder, BuildResult
-from warehouse.configuration import PipelineSettings
-from warehouse.exceptions import TransientError
-from warehouse.load import Loader
-from warehouse.progress import Progress
+from warehouse.build.builder import Builder, BuildResult
+from warehouse.ingest.load import Loader
+from warehouse.ingest.progress import Progress
 from warehouse.publish import Publication, current_publication, publish, refresh_watermark, switch
-from warehouse.session import Session
+from warehouse.runtime.configuration import PipelineSettings
+from warehouse.runtime.exceptions import AlreadyRunning
+from warehouse.runtime.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class CycleReport:
 
 class Pipeline:
     def __init__(self, settings: PipelineSettings) -> None:
+        """Parses the dbt project (`Builder`), before any file is taken."""
         self.settings = settings
         self.builder = Builder(settings)
 
@@ -51,7 +52,6 @@ class Pipeline:
                           session: Session | None = None) -> CycleReport:
         """One build of what changed since the last one, then publication (or a watermark refresh)."""
         if session is None:
-            self.builder.runner()  # parse before taking the file
             with Session(self.settings, "mirador build") as session:
                 return self.build_and_publish(full_refresh=full_refresh, tests=tests, session=session)
         started = time.perf_counter()
@@ -64,10 +64,10 @@ class Pipeline:
                 current.tested_through_batch if current else None)
             with session.connection() as conn:
                 publication = publish(conn, self.settings.published, result.build_id, result.through_batch,
-                                      self.builder.exposed_models(), result.watermark,
+                                      self.builder.project.exposed, result.watermark,
                                       tested_through_batch=tested_through, keep=self.settings.publish_keep,
                                       rewrite_every=self.settings.publish_rewrite_every,
-                                      catalog=self.builder.catalog())
+                                      catalog=self.builder.project.catalog)
         elif result.skipped:
             publication = refresh_watermark(self.settings.published, result.watermark)
         finished = time.perf_counter()
@@ -75,7 +75,6 @@ class Pipeline:
 
     def run(self, stop: threading.Event) -> None:
         """Until `stop`: a loader thread follows Kafka; this thread builds and publishes what it landed."""
-        self.builder.runner()
         _freeze_manifest()
         loader_settings = self.settings.model_copy(update={"loader_batch_seconds": self.settings.run_batch_seconds})
         failure: list[BaseException] = []
@@ -86,7 +85,7 @@ class Pipeline:
             def follow() -> None:
                 try:
                     loader.run()
-                except BaseException as err:  # noqa: BLE001 - reported by the main loop
+                except BaseException as err:  # reported by the main loop
                     failure.append(err)
                     stop.set()
 
@@ -162,7 +161,7 @@ def single_run(settings: PipelineSettings):
     except BlockingIOError:
         holder = Path(path).read_text().strip() or "another process"
         os.close(fd)
-        raise TransientError(f"another `mirador run` is already running on this warehouse ({holder})") from None
+        raise AlreadyRunning(f"another `mirador run` is already running on this warehouse ({holder})") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()}".encode())
     try:

@@ -8,11 +8,11 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from warehouse.frames import Work
-    from warehouse.land import Landed
-    from warehouse.load import LoadReport
+    from warehouse.ingest.frames import Work
+    from warehouse.ingest.land import Landed
+    from warehouse.ingest.load import LoadReport
 
-log = logging.getLogger("warehouse.load")
+log = logging.getLogger("warehouse.ingest.load")  # the loader's lines, under its name
 
 REFRESH_SECONDS = 0.2
 

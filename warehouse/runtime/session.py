@@ -4,8 +4,8 @@ DuckDB lets one process write a file, but inside that process any number of conn
 database instance and write concurrently (MVCC). `mirador run` therefore opens the file once, under
 the warehouse lock, and gives each user a cursor of that instance: the loader thread lands batches
 without waiting for the lock (between builds: the pipeline holds them back while one runs).
-dbt-duckdb opens the same instance because the `warehouse.dbt_lock` plugin hands it this session's
-configuration.
+dbt-duckdb opens the same instance because the `warehouse.runtime.dbt_lock` plugin hands it this
+session's configuration.
 
 Other processes (an analyst's `dbt build`, `mirador verify`, a standalone `mirador load`) still take
 turns through the lock: while they wait they leave a note (`warehouse.lock.others_waiting`), and
@@ -25,11 +25,11 @@ from pathlib import Path
 import duckdb
 
 from warehouse import ledger
-from warehouse.build import release_dbt_connection
-from warehouse.configuration import PipelineSettings
+from warehouse.build.dbt_duckdb import release_connection
 from warehouse.exceptions import TransientError
-from warehouse.land import connect
+from warehouse.ingest.land import connect
 from warehouse.lock import WarehouseLock, held_by_this_process, others_waiting
+from warehouse.runtime.configuration import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Session:
             db, self._db = self._db, None  # no new users from here on
             while self._users:
                 self._changing.wait()
-            release_dbt_connection()
+            release_connection()
             db.close()
             held_by_this_process.pop(self.path, None)
             lock, self._lock = self._lock, None

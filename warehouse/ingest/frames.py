@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.catalog import service_of
-from warehouse.decode import Batch, DeadLetter, Group, Transaction
+from warehouse.ingest.catalog import service_of
+from warehouse.ingest.decode import Batch, DeadLetter, Group, Transaction, offset_span
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -151,8 +151,7 @@ class Work:
 
     def span(self) -> dict[str, str]:
         """`topic[partition]` -> `first..last` offsets, for error messages."""
-        return {f"{t}[{p}]": f"{self.first_offsets.get((t, p), '?')}..{end - 1}"
-                for (t, p), end in self.positions.items()}
+        return offset_span(self.first_offsets, self.positions)
 
 
 def prepare(batch: Batch, catalog_tables: dict[str, dict[str, str]], caught_up: set[str]) -> Work:

@@ -3,7 +3,7 @@
 DuckDB lets one process write a file at a time. Named in `dbt_project/profiles.yml`, this plugin takes
 the warehouse lock (`warehouse.lock`) just before dbt first connects, waiting with a log line while the
 loader or the pipeline holds it, and keeps it until the dbt process exits. Inside the pipeline, which
-holds the lock and the open file itself (`warehouse.session`), it stands aside and makes dbt connect
+holds the lock and the open file itself (`warehouse.runtime.session`), it stands aside and makes dbt connect
 with the pipeline's configuration, so that dbt's connection joins the pipeline's DuckDB instance
 (DuckDB refuses a second instance of a file in one process, and a connection with other settings).
 """

@@ -6,23 +6,20 @@ two overlap on two cores. Only one batch is ever in flight, which bounds memory 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from warehouse.catalog import Catalog
-from warehouse.configuration import LoaderSettings
-from warehouse.consume import ChangeConsumer
-from warehouse.decode import Batch, Decoder
-from warehouse.exceptions import LoaderError, StageFailed, TransientError
-from warehouse.frames import ARROW_CHUNK, Work, convert, prepare
-from warehouse.land import Landed, Warehouse
-from warehouse.progress import Progress
-
-log = logging.getLogger(__name__)
+from warehouse.exceptions import StageFailed, TransientError, WarehouseError
+from warehouse.ingest.catalog import Catalog
+from warehouse.ingest.configuration import LoaderSettings
+from warehouse.ingest.consume import ChangeConsumer
+from warehouse.ingest.decode import Batch, Decoder
+from warehouse.ingest.frames import ARROW_CHUNK, Work, convert, prepare
+from warehouse.ingest.land import Landed, Warehouse
+from warehouse.ingest.progress import Progress
 
 
 @dataclass
@@ -54,7 +51,7 @@ class Loader:
         self.progress = progress or Progress(interactive=False)
         self.stop = stop or threading.Event()
         self.session = session
-        """Inside `mirador run`: the pipeline's `warehouse.session.Session`, whose instance it writes."""
+        """Inside `mirador run`: the pipeline's `warehouse.runtime.session.Session`, whose instance it writes."""
         self.landed = threading.Event()
         """Set after each batch commits (the pipeline builds as soon as something landed)."""
         self.hold = threading.Event()
@@ -88,10 +85,10 @@ class Loader:
                         work = prepare(batch, self.decoder.catalog.tables, consumer.caught_up_services(high))
                         work.topics = {topic for topic, _ in consumer.assigned}
                         work.behind = consumer.behind_topics(high)
-                    except LoaderError:
+                    except WarehouseError:
                         raise
                     except Exception as err:  # a bug in building Arrow: say where, stop
-                        raise StageFailed("decode", None, _span(batch), err) from err
+                        raise StageFailed("decode", None, batch.span(), err) from err
                     if pending:
                         self._finish(*pending)
                     pending = (executor.submit(warehouse.land, work), work)
@@ -133,10 +130,10 @@ class Loader:
                 try:
                     self.decoder.decode(messages, batch)
                     convert(batch, ARROW_CHUNK)
-                except LoaderError:
+                except WarehouseError:
                     raise
                 except Exception as err:
-                    raise StageFailed("decode", None, _span(batch), err) from err
+                    raise StageFailed("decode", None, batch.span(), err) from err
                 self.consumer.advance(batch.positions)
                 quiet_since = time.monotonic()
             elif not self.follow and time.monotonic() - quiet_since > s.loader_kafka_timeout:
@@ -164,8 +161,6 @@ class Loader:
         """Wait for a batch to land, then tell Kafka (monitoring) and the operator."""
         try:
             landed: Landed = future.result()
-        except LoaderError as err:
-            raise StageFailed("land", None, work.span(), err) from err
         except Exception as err:
             raise StageFailed("land", None, work.span(), err) from err
         self.consumer.commit(work.positions)
@@ -180,7 +175,3 @@ class Loader:
         r.lag = self.consumer.lag(self._high())
         self.progress.batch(landed, work, r)
 
-
-def _span(batch: Batch) -> dict[str, str]:
-    return {f"{t}[{p}]": f"{batch.first_offsets.get((t, p), '?')}..{end - 1}"
-            for (t, p), end in batch.positions.items()}

@@ -21,16 +21,12 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from warehouse.exceptions import PoisonMessage
+from warehouse.ingest.exceptions import PoisonMessage, UnsupportedType
 
 PLACEHOLDER = "__debezium_unavailable_value"
 """What Debezium sends for an unchanged TOASTed value (`unavailable.value.placeholder`)."""
 
 MAX_DECIMAL_PRECISION = 38
-
-
-class UnsupportedType(PoisonMessage):
-    """A field whose Connect type or logical name the loader cannot map exactly."""
 
 
 class VariableDecimal(msgspec.Struct, gc=False):
@@ -68,7 +64,7 @@ def _sql_text(text: str) -> str:
 
 def _java_name_uuid(data: bytes) -> str:
     """Java's `UUID.nameUUIDFromBytes`: what Debezium puts in an unchanged TOASTed uuid[]."""
-    digest = bytearray(hashlib.md5(data).digest())  # noqa: S324 - reproducing Java's UUID v3, not security
+    digest = bytearray(hashlib.md5(data).digest())  # Java's UUID v3, not a security hash
     digest[6] = (digest[6] & 0x0F) | 0x30
     digest[8] = (digest[8] & 0x3F) | 0x80
     return str(uuid.UUID(bytes=bytes(digest)))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from warehouse.connect_types import MAX_DECIMAL_PRECISION, ColumnType
-from warehouse.exceptions import IncompatibleSchema
+from warehouse.ingest.connect_types import MAX_DECIMAL_PRECISION, ColumnType
+from warehouse.ingest.exceptions import IncompatibleSchema
 
 RAW_SCHEMA = "raw"
 

@@ -21,10 +21,10 @@ import duckdb
 import pyarrow as pa
 
 from warehouse import ledger
-from warehouse.catalog import METADATA, RAW_SCHEMA, quote, supertype
-from warehouse.configuration import LoaderSettings
 from warehouse.exceptions import TerminalError, TransientError
-from warehouse.frames import Frame, Work, greatest
+from warehouse.ingest.catalog import METADATA, RAW_SCHEMA, quote, supertype
+from warehouse.ingest.configuration import LoaderSettings
+from warehouse.ingest.frames import Frame, Work, greatest
 from warehouse.lock import WarehouseLock
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,12 @@ class Landed:
     lock_wait: float
 
 
-def connect(path: Path, settings: LoaderSettings, read_only: bool = False,
-            config: dict | None = None) -> duckdb.DuckDBPyConnection:
+def connect(path: Path, settings: LoaderSettings, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the working file (with the loader's DuckDB settings unless `config` says otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     config = config or {"threads": settings.loader_duckdb_threads, "memory_limit": settings.loader_duckdb_memory}
     try:
-        return duckdb.connect(str(path), read_only=read_only, config=config)
+        return duckdb.connect(str(path), config=config)
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
             raise TransientError(f"{path} is open for writing by a process outside the warehouse lock: {err}") from err
@@ -57,7 +57,7 @@ def connect(path: Path, settings: LoaderSettings, read_only: bool = False,
 
 class Warehouse:
     """The working DuckDB file as the loader uses it: opened per batch under the lock, or, inside
-    `mirador run`, a cursor of the pipeline's session (`warehouse.session`)."""
+    `mirador run`, a cursor of the pipeline's session (`warehouse.runtime.session`)."""
 
     def __init__(self, settings: LoaderSettings, holder: str = "mirador load", session=None) -> None:
         self.settings, self.path, self.holder = settings, settings.warehouse, holder
@@ -95,7 +95,7 @@ class Warehouse:
                     raise
                 log.warning("batch conflicted with a concurrent write, retrying (%s): %s", attempt, err)
                 time.sleep(0.05 * attempt)
-        raise AssertionError("unreachable")
+        raise AssertionError("the last attempt returns or raises")
 
     def _land_once(self, work: Work) -> Landed:
         started = time.perf_counter()
