@@ -44,3 +44,16 @@ def browser():
     driver.set_script_timeout(15)
     yield driver
     driver.quit()
+
+
+MARKED_STACK = ("tests/warehouse/", "tests/cdc/")
+"""Where every test that starts the stack says so (`@pytest.mark.stack`), so that `-m "not stack"`
+is a lane that runs without Postgres, Kafka or Kafka Connect."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if item.nodeid.startswith(MARKED_STACK)
+                and "stack_settings" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests use the stack (`stack_settings`, directly or through a fixture) "
+                                "without `@pytest.mark.stack`:\n  " + "\n  ".join(unmarked))

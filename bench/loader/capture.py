@@ -16,7 +16,7 @@ from confluent_kafka import Consumer
 
 from cdc import postgres
 from cdc.config import StackSettings
-from tests.warehouse.replay import delete_topics
+from tests.warehouse.backlog import delete_topics
 
 DDL = """
 create table {table} (

@@ -1,4 +1,4 @@
-"""Loader benchmark: real envelopes replayed to Kafka, drained by `mirador load --once`, vs a naive loader.
+"""Loader benchmark: real envelopes produced to Kafka, drained by `mirador load --once`, vs a naive loader.
 
     .venv/bin/python bench/loader/run.py [--events 1000000] [--repeats 3] [--baseline-events 20000]
 
@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.loader.capture import capture_envelopes
 from cdc.config import StackSettings
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.consume import CHUNK
@@ -189,7 +189,7 @@ def main() -> None:
     create_topic(bootstrap, topic)
     try:
         t0 = time.perf_counter()
-        replay(bootstrap, topic, templates, args.events)
+        produce(bootstrap, topic, templates, args.events)
         produced = time.perf_counter() - t0
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs "
               "(other processes share the cores)")

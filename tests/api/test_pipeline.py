@@ -16,7 +16,8 @@ import pytest
 
 from mirador.home import PROJECT_ROOT
 from tests.api.conftest import free_port
-from tests.warehouse.conftest import BIN, pipeline_env  # noqa: F401 - the fixture
+from tests.warehouse.commands import BIN
+from tests.warehouse.conftest import pipeline_env  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.stack
 

@@ -2,7 +2,7 @@
 
 0 when it built and published, or found nothing new (the watermark refreshed); 1 when a data test
 fails, with nothing published; 3 when another process holds the warehouse file past the timeout.
-A simulated orders service lands the raw changelog, as the loader does.
+A simulated orders service lands the raw changelog, as the loader does; nothing needs the stack.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import duckdb
 
 from mirador.home import PROJECT_ROOT
 from tests.dbt_project.changelog import Changelog
-from tests.warehouse.conftest import BIN
+from tests.warehouse.commands import MIRADOR
 from warehouse.lock import WarehouseLock
 from warehouse.publish import current_publication
 
 
 def _build(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([BIN / "mirador", "build"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+    return subprocess.run([MIRADOR, "build"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=300)
 
 
-def test_build_exit_codes(simulated_home):
-    warehouse, published, env = simulated_home
+def test_build_exit_codes(scratch_home):
+    warehouse, published, env = scratch_home
     env = {**env, "MIRADOR_LOADER_LOCK_TIMEOUT": "2"}
     source = Changelog(random.Random(5))
     for _ in range(60):

@@ -10,8 +10,9 @@ import uuid
 import duckdb
 import pytest
 
-from tests.warehouse.conftest import MIRADOR, captured, loader_env
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
+from tests.warehouse.captures import heartbeat_template
+from tests.warehouse.commands import MIRADOR, loader_env
 from warehouse.lock import WarehouseLock
 
 
@@ -33,14 +34,14 @@ def test_unreachable_kafka_is_transient_exit_3(loader_settings):
 
 @pytest.fixture
 def backlog(stack_settings):
-    """A topic holding real captured envelopes replayed with new keys."""
+    """A topic holding copies of a real captured envelope, with new keys."""
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"clitest{uuid.uuid4().hex[:8]}.public.beats"
     create_topic(bootstrap, topic)
-    template = Template(next(r for r in captured("heartbeat") if r["topic"].endswith("mirador.heartbeat")))
+    template = Template(heartbeat_template())
 
     def fill(count: int) -> int:
-        return replay(bootstrap, topic, [template], count)
+        return produce(bootstrap, topic, [template], count)
 
     yield topic, fill
     delete_topics(bootstrap, [topic])

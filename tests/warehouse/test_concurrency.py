@@ -16,13 +16,15 @@ import sys
 import time
 
 import duckdb
+import pytest
 
 from mirador.home import PROJECT_ROOT
 from tests.dbt_project.changelog import Changelog
-from tests.warehouse.conftest import BIN
+from tests.warehouse.commands import BIN, MIRADOR
 from warehouse.lock import WarehouseLock
 from warehouse.publish import current_publication
 
+pytestmark = pytest.mark.stack
 
 
 def _state(source: Changelog) -> tuple[int, str]:
@@ -37,7 +39,7 @@ def test_readers_run_and_analyst_together(tmp_path, simulated_home):
     states = {(0, "0.00")}
 
     stop = tmp_path / "stop"
-    run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=PROJECT_ROOT,
+    run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     readers = [subprocess.Popen([sys.executable, "-m", "tests.warehouse.readers", str(published), str(stop),
                                  str(tmp_path / f"reader{i}.json")], cwd=PROJECT_ROOT, env=env)

@@ -1,7 +1,7 @@
 """kill -9 the loader at random points while it drains a backlog: every event lands exactly once.
 
-The backlog is a real captured envelope (`heartbeat.jsonl`) replayed with new keys straight to a
-dedicated topic. The loader is killed at least ten times mid-drain, checked after every kill, and
+The backlog is copies of a real captured envelope (`heartbeat.jsonl`) with new keys, produced straight
+to a dedicated topic. The loader is killed at least ten times mid-drain, checked after every kill, and
 finally left to finish: then each event is in `raw` once and the positions stored in DuckDB are the
 topic's end, which is also what Kafka got as the group's committed offset.
 """
@@ -17,8 +17,9 @@ import duckdb
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.warehouse.conftest import MIRADOR, captured, loader_env
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
+from tests.warehouse.captures import heartbeat_template
+from tests.warehouse.commands import MIRADOR, loader_env
 
 pytestmark = pytest.mark.stack
 
@@ -53,11 +54,11 @@ def wait_for_line(log, text: str, process: subprocess.Popen, timeout: float) -> 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, loader_settings):
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"crash{uuid.uuid4().hex[:8]}.public.beats"
-    template = Template(next(r for r in captured("heartbeat") if r["topic"].endswith("mirador.heartbeat")))
+    template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
     env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=bootstrap,
                      MIRADOR_LOADER_BATCH_MESSAGES="2500")
-    produced = replay(bootstrap, topic, [template], BACKLOG)
+    produced = produce(bootstrap, topic, [template], BACKLOG)
     rng = random.Random(20260327)
     kills = mid_drain = 0
     try:
@@ -83,7 +84,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, lo
                     continue
                 # drained before we could kill it: give it more backlog, keep killing
                 assert process.wait() == 0, log.read_text()[-2000:]
-                produced += replay(bootstrap, topic, [template], 20_000, first_id=produced + 1)
+                produced += produce(bootstrap, topic, [template], 20_000, first_id=produced + 1)
                 continue
             assert process.wait(timeout=120) == 0, log.read_text()[-2000:]
             break

@@ -6,7 +6,7 @@ columns, not decoded objects; chunk borders must not move a row, an old key or t
 
 from __future__ import annotations
 
-from tests.warehouse.conftest import STEPS, messages
+from tests.warehouse.captures import STEPS, messages
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.decode import Batch, Decoder
 from warehouse.ingest.frames import convert, prepare

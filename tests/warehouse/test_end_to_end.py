@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mirador.home import PROJECT_ROOT
-from tests.warehouse.conftest import BIN, verify
+from tests.warehouse.commands import MIRADOR, verify
 from warehouse.publish import current_publication
 
 pytestmark = pytest.mark.stack
@@ -53,14 +53,14 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
                                                     "due_date": date.today().isoformat(), "document_url": url})
     paid = _post(f"{urls['invoices']}/invoices/{invoice['id']}/pay", {})
     last_writes = {"customers": customer, "inventory": sold, "orders": order, "invoices": paid}
-    simulate = subprocess.run([BIN / "mirador", "simulate", "--rate", "40", "--duration", "4", "--seed", "5"],
+    simulate = subprocess.run([MIRADOR, "simulate", "--rate", "40", "--duration", "4", "--seed", "5"],
                               env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
     assert simulate.returncode == 0, simulate.stdout + simulate.stderr
 
     # Data tests after every build: the publications must come to say so.
     run_log = home / "run.log"
     with run_log.open("w") as out:  # a file: a pipe nobody reads meanwhile would fill and block the run
-        run = subprocess.Popen([BIN / "mirador", "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
+        run = subprocess.Popen([MIRADOR, "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     published = home / "warehouse" / "published"
     try:
@@ -90,7 +90,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
 
         # Traffic while the pipeline runs: after two dbt runs record them, cycles replay the models'
         # and the tests' SQL (warehouse/build/recordings.py), and the views still match the sources exactly.
-        simulate = subprocess.run([BIN / "mirador", "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
+        simulate = subprocess.run([MIRADOR, "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
                                   env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
         assert simulate.returncode == 0, simulate.stdout + simulate.stderr
         verify(env)
@@ -106,7 +106,7 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
     with duckdb.connect(str(publication.path(published))) as conn:
         conn.execute("update orders_with_invoices set customer_name = 'Mallory' where order_id = ?", [order["id"]])
         conn.execute("delete from product_stock where product_id = ?", [product["id"]])
-    check = subprocess.run([BIN / "mirador", "verify", "--timeout", "120"], env=env, capture_output=True, text=True,
+    check = subprocess.run([MIRADOR, "verify", "--timeout", "120"], env=env, capture_output=True, text=True,
                            timeout=300, cwd=PROJECT_ROOT)
     assert check.returncode == 1, check.stdout + check.stderr
     assert f"{order['id']}: values" in check.stdout and "customer_name: source 'Ada Lovelace', published 'Mallory'" \

@@ -16,7 +16,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from tests.warehouse.conftest import STEPS, as_message, captured, expected_rows, messages
+from tests.warehouse.captures import STEPS, as_message, captured, expected_rows, messages
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.decode import Batch, Decoder
 from warehouse.ingest.frames import prepare

@@ -1,5 +1,9 @@
 """Inside `mirador run` the loader holds its batch while dbt builds, and lands it as the build ends; each
-landing holds what arrives next until the pipeline releases it."""
+landing holds what arrives next until the pipeline releases it.
+
+A held batch stays open: messages read while it is held, seconds apart, land together, in one batch,
+once it is released. A loader that closed the batch and merely landed it slowly would land them apart.
+"""
 
 from __future__ import annotations
 
@@ -11,37 +15,67 @@ from contextlib import contextmanager
 import duckdb
 import pytest
 
-from tests.warehouse.conftest import captured
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
+from tests.warehouse.captures import heartbeat_template
 from warehouse.ingest.load import Loader
 
 pytestmark = pytest.mark.stack
 
+BATCH_SECONDS = 0.1
+BEATS = 100
+
 
 @contextmanager
 def following(stack_settings, loader_settings, **options):
-    """A loader following a new topic of heartbeats; yields it and `send(first_id)` (100 beats)."""
+    """A loader following a new topic of heartbeats; yields it, `send(first_id)` (100 beats, once read by
+    the loader) and the warehouse file, readable once the loader has stopped."""
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"hold{uuid.uuid4().hex[:8]}.public.beats"
-    template = Template(next(r for r in captured("heartbeat") if r["topic"].endswith("mirador.heartbeat")))
+    template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
     settings = loader_settings.model_copy(update={
-        "kafka_bootstrap": bootstrap, "loader_topics": [topic], "loader_batch_seconds": 0.1,
+        "kafka_bootstrap": bootstrap, "loader_topics": [topic], "loader_batch_seconds": BATCH_SECONDS,
         "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}"})
     stop = threading.Event()
     loader = Loader(settings, follow=True, stop=stop, **options)
     thread = threading.Thread(target=loader.run, daemon=True)
     thread.start()
+
+    def send(first_id: int) -> None:
+        """Produce beats `first_id`.. and wait until the loader has read them (offset = id - 1)."""
+        produce(bootstrap, topic, [template], BEATS, first_id=first_id)
+        deadline = time.monotonic() + 30
+        while getattr(loader, "consumer", None) is None or loader.consumer.position((topic, 0)) < first_id - 1 + BEATS:
+            assert time.monotonic() < deadline, "the loader did not read what was sent"
+            time.sleep(0.01)
+
     try:
-        yield loader, lambda first_id: replay(bootstrap, topic, [template], 100, first_id=first_id)
+        yield loader, send
     finally:
         stop.set()
         thread.join(timeout=60)
         delete_topics(bootstrap, [topic])
     assert not thread.is_alive()
-    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+
+
+def _batches_of(warehouse, ids: range) -> int:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
         table = conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchone()[0]
-        assert conn.execute(f'select count(*), count(distinct id) from raw."{table}"').fetchone() == (200, 200)
+        assert conn.execute(f'select count(*), count(distinct id) from raw."{table}"').fetchone() == (3 * BEATS,) * 2
+        return conn.execute(f'select count(distinct _batch_id) from raw."{table}" where id between ? and ?',
+                            [ids.start, ids.stop - 1]).fetchone()[0]
+
+
+def _held_then_released(loader, send) -> None:
+    """Two sends read while held, a few batch times apart: nothing lands until the release, then both."""
+    loader.landed.clear()
+    send(BEATS + 1)
+    time.sleep(10 * BATCH_SECONDS)
+    send(2 * BEATS + 1)
+    assert not loader.landed.wait(10 * BATCH_SECONDS), "a batch landed while the loader was held"
+
+    loader.hold.clear()
+    assert loader.landed.wait(10), "the held batch did not land once released"
 
 
 def test_a_held_batch_lands_once_released(stack_settings, loader_settings):
@@ -49,15 +83,10 @@ def test_a_held_batch_lands_once_released(stack_settings, loader_settings):
         send(1)
         assert loader.landed.wait(30), "nothing landed while not held"
         assert not loader.hold.is_set()
-        time.sleep(0.5)  # five batch times: whatever else the first replay brings is in
-
+        time.sleep(5 * BATCH_SECONDS)  # whatever else the first send brings is in
         loader.hold.set()
-        loader.landed.clear()
-        send(101)
-        assert not loader.landed.wait(1.5), "a batch landed while the loader was held"
-
-        loader.hold.clear()
-        assert loader.landed.wait(10), "the held batch did not land once released"
+        _held_then_released(loader, send)
+    assert _batches_of(loader_settings.warehouse, range(BEATS + 1, 3 * BEATS + 1)) == 1
 
 
 def test_a_landing_holds_what_arrives_next_until_released(stack_settings, loader_settings):
@@ -67,11 +96,6 @@ def test_a_landing_holds_what_arrives_next_until_released(stack_settings, loader
         send(1)
         assert loader.landed.wait(30), "nothing landed"
         assert loader.hold.is_set(), "the landing did not hold what comes next"
-        time.sleep(0.5)
-
-        loader.landed.clear()
-        send(101)
-        assert not loader.landed.wait(1.5), "a batch landed before the release"
-
-        loader.hold.clear()
-        assert loader.landed.wait(10), "the held batch did not land once released"
+        time.sleep(5 * BATCH_SECONDS)
+        _held_then_released(loader, send)
+    assert _batches_of(loader_settings.warehouse, range(BEATS + 1, 3 * BEATS + 1)) == 1

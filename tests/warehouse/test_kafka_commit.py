@@ -8,8 +8,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.warehouse.conftest import captured
-from tests.warehouse.replay import Template, create_topic, delete_topics, replay
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
+from tests.warehouse.captures import heartbeat_template
 from warehouse.ingest.load import Loader
 
 pytestmark = pytest.mark.stack
@@ -26,13 +26,13 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 def test_a_run_with_nothing_to_land_commits_the_stored_positions(stack_settings, loader_settings):
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"commit{uuid.uuid4().hex[:8]}.public.beats"
-    template = Template(next(r for r in captured("heartbeat") if r["topic"].endswith("mirador.heartbeat")))
+    template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
     settings = loader_settings.model_copy(update={
         "kafka_bootstrap": bootstrap, "loader_topics": [topic],
         "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}"})
     try:
-        replay(bootstrap, topic, [template], 300)
+        produce(bootstrap, topic, [template], 300)
         assert Loader(settings).run().events == 300
         assert committed(bootstrap, settings.loader_group, topic) == 300
 

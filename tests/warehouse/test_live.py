@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from cdc import postgres
-from tests.warehouse.replay import delete_topics
+from tests.warehouse.backlog import delete_topics
 from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.load import Loader
 

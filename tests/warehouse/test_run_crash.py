@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from mirador.home import PROJECT_ROOT
-from tests.warehouse.conftest import BIN, verify
+from tests.warehouse.commands import MIRADOR, verify
 from warehouse.publish import current_publication
 
 pytestmark = pytest.mark.stack
@@ -30,7 +30,7 @@ CYCLE = "warehouse.runtime.pipeline build"
 
 def _start(env: dict, log) -> subprocess.Popen:
     with log.open("w") as out:  # a file: a pipe nobody reads meanwhile would fill and block the run
-        return subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
+        return subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
@@ -65,7 +65,7 @@ def test_kill_9_mid_cycle_keeps_readers_whole_and_loses_nothing(pipeline_env):
     pick = random.Random(9)
     # Traffic for as long as the kills take; stopped then (the views are checked against Postgres, not
     # against what the simulator sent).
-    simulate = subprocess.Popen([BIN / "mirador", "simulate", "--rate", "40", "--duration", "600", "--seed", "9"],
+    simulate = subprocess.Popen([MIRADOR, "simulate", "--rate", "40", "--duration", "600", "--seed", "9"],
                                 env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     builds, mid_publication = set(), 0
     try:
@@ -76,7 +76,7 @@ def test_kill_9_mid_cycle_keeps_readers_whole_and_loses_nothing(pipeline_env):
                 assert _wait_for(lambda: CYCLE in log.read_text(), run, log, 180, "its first cycle"), \
                     log.read_text()[-3000:]
                 if kill == 1:  # one pipeline per warehouse: a second one is refused, and says why
-                    second = subprocess.run([BIN / "mirador", "run"], env=env, cwd=PROJECT_ROOT, capture_output=True,
+                    second = subprocess.run([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, capture_output=True,
                                             text=True, timeout=120)
                     assert second.returncode == 3, second.stdout + second.stderr
                     assert "already running" in second.stderr

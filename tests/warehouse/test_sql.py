@@ -14,16 +14,19 @@ import subprocess
 import time
 
 import duckdb
+import pytest
 
 from mirador.home import PROJECT_ROOT
 from tests.dbt_project.changelog import Changelog
-from tests.warehouse.conftest import BIN
+from tests.warehouse.commands import MIRADOR
 from warehouse.lock import WarehouseLock
 from warehouse.publish import current_publication
 
+pytestmark = pytest.mark.stack
+
 
 def _sql(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([BIN / "mirador", "sql", *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+    return subprocess.run([MIRADOR, "sql", *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=180)
 
 
@@ -54,7 +57,7 @@ def test_a_query_and_the_pipeline_take_turns(tmp_path, simulated_home):
 
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
+        run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

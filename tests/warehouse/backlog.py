@@ -1,8 +1,8 @@
-"""Replay captured Debezium envelopes to a Kafka topic with new keys: a backlog of real messages.
+"""A backlog of real messages: captured Debezium envelopes produced to a Kafka topic with new keys.
 
 Each template is a captured message whose primary key `id` is replaced by a placeholder once; a
-replayed copy is the template text with a new id spliced in, so producing a million costs string
-joins, not JSON work. Everything else (schema, source block, headers) stays as Debezium sent it.
+copy is the template text with a new id spliced in, so producing a million costs string joins, not
+JSON work. Everything else (schema, source block, headers) stays as Debezium sent it.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
         for future in admin.delete_topics(topics).values():
             try:
                 future.result()
-            except Exception:  # noqa: BLE001 - already gone is fine for clean-up
+            except Exception:  # already gone is fine for clean-up
                 pass
 
 
-def replay(bootstrap: str, topic: str, templates: list[Template], count: int, first_id: int = 1) -> int:
+def produce(bootstrap: str, topic: str, templates: list[Template], count: int, first_id: int = 1) -> int:
     """Produce `count` messages cycling through the templates, message i with id `first_id + i`."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
                          "queue.buffering.max.kbytes": 512 * 1024, "acks": "1"})
@@ -88,5 +88,5 @@ def replay(bootstrap: str, topic: str, templates: list[Template], count: int, fi
         if i % 10_000 == 0:
             producer.poll(0)
     if producer.flush(120) != 0:
-        raise RuntimeError(f"could not deliver every replayed message to {topic}")
+        raise RuntimeError(f"could not deliver every message of the backlog to {topic}")
     return count
