@@ -60,7 +60,7 @@ class Command:
             except UniqueViolation as err:
                 constraint = err.diag.constraint_name or ""
                 if claim and constraint == idempotency.CONSTRAINT:
-                    return await self._replay(claim)
+                    return await self._first_answer(claim)
                 kind = self.constraint_errors.get(constraint)
                 if kind is None:
                     raise
@@ -72,8 +72,8 @@ class Command:
             if not isinstance(refusal, Retry):
                 # A retry of a command that already succeeded may now break a rule (its own first write
                 # took the email, the stock, the status): the first result stands.
-                if claim and (replay := await self._replay(claim, required=False)):
-                    return replay
+                if claim and (first := await self._first_answer(claim, required=False)):
+                    return first
                 raise refusal
             if attempt + 1 < attempts:
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
@@ -88,7 +88,8 @@ class Command:
             txid = await tx.commit(written.status, idempotency.dump(body))
         return render(written.status, body, {"txid": txid, "lsn": await self.positions.after_commit()})
 
-    async def _replay(self, claim: tuple[str, str, bytes], required: bool = True) -> Response | None:
+    async def _first_answer(self, claim: tuple[str, str, bytes], required: bool = True) -> Response | None:
+        """What the key's first command answered, for its retry."""
         key, route, request_hash = claim
         async with self.pool.connection() as conn:
             first = await idempotency.stored(conn, key, route, request_hash)
@@ -96,7 +97,7 @@ class Command:
             if required:
                 raise ConcurrencyConflict("the Idempotency-Key's first command did not finish; send it again")
             return None
-        return render(first.status, first.response, {"txid": first.txid, "lsn": first.lsn}, replayed=True)
+        return render(first.status, first.response, {"txid": first.txid, "lsn": first.lsn}, retried=True)
 
 
 def _canonical(body: BaseModel | None, expected_version: int | None) -> bytes:
@@ -104,11 +105,11 @@ def _canonical(body: BaseModel | None, expected_version: int | None) -> bytes:
     return orjson.dumps({"body": data, "if_match": expected_version}, option=orjson.OPT_SORT_KEYS)
 
 
-def render(status: int, body: dict, position: dict, replayed: bool = False) -> Response:
+def render(status: int, body: dict, position: dict, retried: bool = False) -> Response:
     headers = {}
     if body.get("version") is not None:
         headers["ETag"] = f'"{body["version"]}"'
-    if replayed:
+    if retried:  # the header's name is the convention idempotency-key clients know (Stripe's)
         headers["Idempotent-Replayed"] = "true"
     return Response(orjson.dumps({**body, "position": position}), status_code=status,
                     media_type="application/json", headers=headers)

@@ -2,7 +2,7 @@
 
 The key is inserted, with the command's answer, in the very statement that writes (`services/common/tx.py`).
 A retry racing the first attempt blocks on the key's primary key until that attempt commits (then it
-fails with a unique violation and replays the stored answer) or fails (then it proceeds as the first).
+fails with a unique violation and gets the stored answer) or fails (then it proceeds as the first).
 A retry arriving later meets the stored key at once; if the state the first attempt left makes it
 break a rule (or find the aggregate changed), the stored answer is still what it gets.
 """
@@ -37,14 +37,14 @@ def fingerprint(route: str, body: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class Replay:
+class FirstAnswer:
     status: int
     response: dict
     txid: int
     lsn: str
 
 
-async def stored(conn: AsyncConnection, key: str, route: str, request_hash: bytes) -> Replay | None:
+async def stored(conn: AsyncConnection, key: str, route: str, request_hash: bytes) -> FirstAnswer | None:
     """The first result of `key` (None if the key is unknown); refused if it came with another request."""
     row = await (await conn.execute(STORED, (key,))).fetchone()
     if row is None:
@@ -54,7 +54,7 @@ async def stored(conn: AsyncConnection, key: str, route: str, request_hash: byte
         raise IdempotencyKeyReused(
             f"this Idempotency-Key was first used for a different request ({first_route}); "
             "use a new key for a new command", first_route=first_route)
-    return Replay(status, response, txid, lsn)
+    return FirstAnswer(status, response, txid, lsn)
 
 
 def dump(response: dict) -> str:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 def written(body: dict) -> tuple:
-    """What a command wrote; a replay re-reads the LSN (a later, still safe bound), so it is left out."""
+    """What a command wrote; a retry re-reads the LSN (a later, still safe bound), so it is left out."""
     return body["id"], body["version"], body["position"]["txid"]
 
 
@@ -37,7 +37,7 @@ async def test_a_key_reused_for_another_request_is_refused(orders, customers):
     refused(await orders.post("/orders", json={"bad": 1}, headers={"Idempotency-Key": "has space"}), 422)
 
 
-async def test_a_retry_after_success_replays_even_when_the_rule_would_now_refuse(orders, inventory):
+async def test_a_retry_after_success_gets_the_first_answer_even_when_the_rule_would_now_refuse(orders, inventory):
     order = accepted(await orders.post("/orders", json=new_order()), 201)
     key = str(uuid.uuid4())
     paid = accepted(await orders.post(f"/orders/{order['id']}/pay", headers={"Idempotency-Key": key}))
@@ -71,7 +71,7 @@ async def test_racing_retries_write_exactly_once(running_services, query, servic
     async with httpx.AsyncClient(base_url=running_services[service.split("-")[0]],
                                  headers=AUTH | {"Idempotency-Key": key},
                                  limits=httpx.Limits(max_connections=30)) as client:
-        if service == "customers":  # the copies also race for the unique email: still replays, not 409s
+        if service == "customers":  # the copies also race for the unique email: still gets the first answer, not 409s
             data = {"email": f"{unique('race')}@example.com", "name": "Race", "country": "NL"}
             responses = await asyncio.gather(*(client.post("/customers", json=data) for _ in range(30)))
             count = "select count(*) from customers where email = %s", (data["email"],)
