@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test fixtures down status clean
+.PHONY: install demo test fixtures down status clean bench
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,20 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# Every benchmark, then BENCHMARKS.md and its plots (docs/bench/) regenerated from what they measured.
+# Quick mode takes about a quarter of an hour on 2 cores; `make bench BENCH_MODE=full` runs the full sizes.
+# The plots need matplotlib, kept out of the project's venv in $(BENCH_VENV).
+BENCH_MODE ?= quick
+BENCH_VENV ?= .venv-bench
+bench: install $(BENCH_VENV)/.installed
+	$(BIN)/mirador stack up
+	$(BENCH_VENV)/bin/python bench/report.py --mode $(BENCH_MODE)
+
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet 'matplotlib==3.11.2'
+	@touch $@
 
 fixtures: install
 	$(BIN)/mirador stack up

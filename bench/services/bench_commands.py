@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -23,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -198,6 +199,7 @@ def main() -> None:
                              "was due); 0: closed loop only")
     parser.add_argument("--workload", choices=("place-order", "decrease-stock"), action="append",
                         help="run only this workload (repeatable); both by default")
+    parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
 
     for name, port in zip(list(PORTS), free_ports(len(PORTS)), strict=True):
@@ -262,6 +264,9 @@ def main() -> None:
                       f"{cpu.get('debezium', 0) + cpu.get('kafka', 0):7.0f} {cpu.get('client', 0):7.0f} "
                       f"{r.projected:9.0f}", flush=True)
         summarize(runs)
+        if args.json:
+            args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": [
+                asdict(r) | {"projected": r.projected} for r in runs]}, indent=1))
     finally:
         runner.down(list(PORTS), home=home)
 
