@@ -9,7 +9,6 @@ show up on one side only.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,8 +22,6 @@ from cdc import postgres
 from cdc.config import StackSettings
 from warehouse.exceptions import TransientError
 from warehouse.publish import Publication, current_publication
-
-log = logging.getLogger(__name__)
 
 SOURCES = {
     # service: {table: columns the recomputation reads (all of them when the table exists)}

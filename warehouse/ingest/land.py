@@ -1,10 +1,10 @@
 """Land a batch in DuckDB: rows, dead letters, markers and consumer positions in one transaction.
 
 The file is opened for the batch and closed after it, under the warehouse lock, so the build step
-and an analyst can take their turn between batches (docs/adr/0002-loader-exactly-once-landing.md).
-Positions stored here are the truth the consumer seeks to; a batch whose offsets are already
-covered by them (from a zombie loader, or one that read from older offsets) lands only what is new, so
-each offset lands exactly once.
+and an analyst can take their turn between batches (docs/adr/0002-loader-exactly-once-into-duckdb.md).
+Positions stored here (the ledger's) are the truth the consumer seeks to; a batch whose offsets are
+already covered by them (from a zombie loader, or one that read from older offsets) lands only what is
+new, so each offset lands exactly once.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class Warehouse:
     """The working DuckDB file as the loader uses it: opened per batch under the lock, or, inside
     `mirador run`, a cursor of the pipeline's session (`warehouse.runtime.session`)."""
 
-    def __init__(self, settings: LoaderSettings, holder: str = "mirador load", session=None) -> None:
-        self.settings, self.path, self.holder = settings, settings.warehouse, holder
+    def __init__(self, settings: LoaderSettings, session=None) -> None:
+        self.settings, self.path = settings, settings.warehouse
         self.session = session
         self._ready = False
 
@@ -72,7 +72,7 @@ class Warehouse:
             with self.session.connection() as conn:
                 yield conn, time.perf_counter() - started
             return
-        with WarehouseLock(self.path, self.holder, timeout=self.settings.loader_lock_timeout) as lock, \
+        with WarehouseLock(self.path, "mirador load", timeout=self.settings.loader_lock_timeout) as lock, \
                 connect(self.path, self.settings) as conn:
             yield conn, lock.waited
 

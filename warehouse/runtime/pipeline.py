@@ -2,13 +2,14 @@
 
 `mirador build` is one build-and-publish for schedulers (after `mirador load --once`). `mirador run`
 keeps a loader following Kafka in one thread and builds and publishes in another, in one process
-with one parsed dbt manifest and one open DuckDB instance (`warehouse.runtime.session`). While a build runs
-the loader holds what arrives; it lands it as the build ends, and the next build starts as soon as
-that batch has committed. Data tests run with every build of `mirador build`. `mirador run` builds
-the models and publishes, and every `run_test_interval` seconds tests what it published since the
-last tests; once they fail, every cycle tests before it publishes (so nothing more is published)
-until they pass. Once dbt has run a model or a test twice with the same SQL, the cycles replay that
-SQL without dbt (warehouse/build/recordings.py). Other processes that want the file get it between cycles.
+with one parsed dbt manifest and one open DuckDB instance (`warehouse.runtime.session`). While a
+build runs the loader holds what arrives; it lands it as the build ends, and the next build starts
+as soon as that batch has committed. Data tests run with every build of `mirador build`. `mirador
+run` builds the models and publishes, and every `run_test_interval` seconds tests what it published
+since the last tests; once they fail, every cycle tests before it publishes (so nothing more is
+published) until they pass. Once dbt has run a model or a test twice with the same SQL, the cycles
+replay that SQL without dbt (warehouse/build/recordings.py). Other processes that want the file get
+it between cycles.
 """
 
 from __future__ import annotations
