@@ -2,7 +2,7 @@
 
 `Changelog`, the orders service, keeps the source's true state (orders and their lines) and appends
 to `raw.orders__orders` and `raw.orders__order_lines` what the loader lands for each change: the same
-metadata columns (warehouse.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates,
+metadata columns (warehouse.ingest.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates,
 updates (some with an unchanged TOASTed column), deletes, primary-key changes, truncates and
 redeliveries. `StockSource`, the inventory service's stock streams, appends to
 `raw.inventory__stock_events`, with redeliveries and events landing a batch late.
