@@ -92,7 +92,7 @@ def build_app(
             app.state.positions = WalPositions(pool)
             # What start-up built (FastAPI, pydantic, the routes) lives as long as the process: frozen,
             # it is no longer scanned by every full collection, which otherwise pauses all the
-            # worker's requests for tens of milliseconds (ADR 8).
+            # worker's requests for tens of milliseconds (ADR 23).
             gc.collect()
             gc.freeze()
             yield
