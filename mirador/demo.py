@@ -141,7 +141,7 @@ class Demo:
         click.echo("  checking the views against the services' databases (mirador verify) ...")
         verify = subprocess.run(mirador("verify", "--timeout", "180"), capture_output=True, text=True)
         lines = (verify.stdout + verify.stderr).strip().splitlines()
-        views = re.findall(r"^\s+(\w+)\s+(\d+) rows\s+ok$", verify.stdout, re.M)
+        views = re.findall(r"^\s+(\w+)\s+([\d,]+) rows\s+ok$", verify.stdout, re.M)
         summary["verify"] = (f"passed: {len(views)} view tables equal the services' databases ("
                              + ", ".join(f"{name} {rows} rows" for name, rows in views) + ")"
                              if verify.returncode == 0 else f"FAILED (exit {verify.returncode})")
