@@ -41,7 +41,7 @@ def _head(title: str, run: dict | None, what: str) -> list[str]:
     out = [f"## {title}", ""]
     if not run:
         return out + ["Not run yet.", ""]
-    out += [f"`{run['command']}`", "",
+    out += ["```sh", run["command"], "```", "",
             f"{what} Load average before the run: {_load(run)} (1, 5, 15 min); it took {run['seconds'] / 60:.1f} min"
             f" ({run.get('mode', '?')} mode, finished {run['finished_at']})."]
     if run["exit"] != 0:
@@ -73,16 +73,23 @@ def freshness(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list
         return out + ([_tail(results, "freshness")] if run else [])
     windows = data["windows"]
     header = ["commands/s asked", "reached", "load before", "probes", "commit -> raw p50 / p95 / p99",
-              "commit -> GET (read-your-writes) p50 / p95 / p99", "commit -> GET (polling) p50 / p95 / p99",
-              "answer -> GET (read-your-writes) p50 / p99"]
+              "commit -> published p50 / p95 / p99", "commit -> GET (read-your-writes) p50 / p95 / p99",
+              "commit -> GET (polling) p50 / p95 / p99", "answer -> GET (read-your-writes) p50 / p99"]
     rows = []
     for w in windows:
         f = w["figures"]
         trio = lambda k: " / ".join(_s(f[k][p]) for p in ("p50", "p95", "p99"))  # noqa: E731
         rows.append([f"{w['rate']:.0f}", f"{w['reached']:.0f}", " ".join(w["load_before"]), str(len(w["probes"])),
-                     trio("commit_to_raw"), trio("commit_to_get_ryw"), trio("commit_to_get_poll"),
+                     trio("commit_to_raw"), trio("commit_to_published"), trio("commit_to_get_ryw"),
+                     trio("commit_to_get_poll"),
                      f"{_s(f['answer_to_get_ryw']['p50'])} / {_s(f['answer_to_get_ryw']['p99'])}"])
-    out += [_table(header, rows), "", "Targets (commit -> GET, read-your-writes):", ""]
+    out += [_table(header, rows), ""]
+    if not data.get("warm", True):
+        out += ["The run was not yet replaying every build and data test when probing began (the warm-up ran out "
+                "first): the first window's latencies include cycles through dbt.", ""]
+    out += ["Published is when the publication holding the probe was switched in; the GET columns add the read "
+            "API's serving copy catching up with it, and the client's request.", "",
+            "Targets (commit -> GET, read-your-writes):", ""]
     target_rows = []
     for rate, limits in TARGETS.items():
         window = next((w for w in windows if int(w["rate"]) == rate), None)
@@ -225,6 +232,43 @@ def services(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list[
                           "projected cmd/s (2 cores to itself)"], rows), ""]
 
 
+def printed(title: str, name: str, what: str, first: str):
+    """A section showing the bench's own summary lines, from the first one starting with `first`."""
+    def section(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list[str]:
+        out = _head(title, run, what)
+        log = results / f"{name}.log"
+        if not run or not log.exists():
+            return out
+        text = log.read_text().splitlines()
+        start = next((n for n, line in enumerate(text) if line.lstrip().startswith(first)), None)
+        if start is None:
+            return out + [_tail(results, name)]
+        return out + ["```", *text[start:], "```", ""]
+    return section
+
+
+build_cost = printed("Incremental build against table size", "build_cost",
+                     "A simulated orders service fills the raw changelog at each size (orders and twice as many "
+                     "lines); each repeat lands the same kind of random commands as one batch and builds it: "
+                     "`dbt build`, the models replayed, and the publication. Its printed medians:", "")
+stream_cost = printed("Stock event stream against its length", "stream_cost",
+                      "Increase and decrease events with redeliveries and late events at each length, then the same "
+                      "small change set landed as one batch and built with the models replayed. Its printed medians:",
+                      "")
+
+
+def stack_startup(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list[str]:
+    data = (_json(results, "peer") or {}).get("initial_load", {})
+    out = ["## Stack start-up", ""]
+    if not data.get("stack_started"):
+        return out + ["Not run yet.", ""]
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in data["stack_started"].items())
+    return out + [f"The initial-load bench's scratch stack, from nothing (`initdb`, a new broker log dir, a new "
+                  f"Connect worker; the jars already resolved), by `cdc.stack.up` without connectors: {parts}; "
+                  f"**{data['stack_up_s']:.1f} s** in all (load before: {' '.join(data['machine_before']['loadavg'])}).",
+                  ""]
+
+
 API_ROW = re.compile(r"^(\S+)\s+(key lookup|customer page|first page)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+"
                      r"(\d+)\s+([\d.]+)\s*([\d.]+x|-)?\s*(.*)$")
 
@@ -257,14 +301,21 @@ def render(runs: dict, results: Path, plot_dir: Path, root: Path) -> str:
     m = first.get("machine_before", {})
     mode = everything.get("mode", "quick")
     lines = ["# Benchmarks", "",
-             f"Generated by `make bench{' BENCH_MODE=full' if mode == 'full' else ''}` (`bench/report.py --mode "
-             f"{mode}`); every figure below comes from that run, each beside its baseline or peer measured in the "
-             f"same run. Machine: {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB of memory, shared "
-             "with other work: the load average before each bench is given with it, and numbers move with it.", ""]
+             "Each benchmark lives in `bench/`, prints medians beside a baseline or peer measured in the same run, "
+             f"and asserts nothing. `make bench{' BENCH_MODE=full' if mode == 'full' else ''}` "
+             f"(`bench/report.py --mode {mode}`) ran every one of them and wrote this file and its plots "
+             "(`docs/bench/`); each section starts with its command. The decisions they fed are in "
+             "[docs/adr/](docs/adr/).", "",
+             f"**The machine**: {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB of memory, with every "
+             "part of the system (Postgres, Kafka, Kafka Connect, the services, the pipeline, the read API, the load "
+             "generator) on the same cores, and shared with other work: the load average (1, 5, 15 min) before each "
+             "bench is given with it, and absolute numbers move with it. Compare ratios within a run. Every bench "
+             "needs the stack (`mirador stack up`; `make bench` starts it).", ""]
     if everything:
         lines += [f"All benches took {everything['seconds'] / 60:.1f} min ({mode} mode, finished "
                   f"{everything['finished_at']}).", ""]
-    for section, name in ((freshness, "freshness"), (initial_load, "peer"), (peer, "peer"), (loader, "loader"),
-                          (services, "services"), (api, "api")):
+    for section, name in ((services, "services"), (loader, "loader"), (freshness, "freshness"),
+                          (initial_load, "peer"), (peer, "peer"), (build_cost, "build_cost"),
+                          (stream_cost, "stream_cost"), (stack_startup, "peer"), (api, "api")):
         lines += section(runs.get(name), results, plot_dir, rel)
     return "\n".join(lines).rstrip() + "\n"

@@ -40,16 +40,18 @@ class ScratchStack:
     def api(self) -> str:
         return f"http://127.0.0.1:{API_PORT}"
 
-    def up(self, fresh: bool = True) -> None:
-        """Start the stack with no connector and empty service databases (a fresh home wipes the last one)."""
+    def up(self, fresh: bool = True) -> dict[str, float]:
+        """Start the stack with no connector and empty service databases (a fresh home wipes the last one);
+        the seconds each component took to start."""
         if fresh:
             self.down()
             shutil.rmtree(self.home, ignore_errors=True)
             data = postgres.data_dir(self.settings)
             if data.is_relative_to(Path("/tmp")):
                 shutil.rmtree(data.parent, ignore_errors=True)
-        stack.up(self.settings, connectors=False)
+        startup = stack.up(self.settings, connectors=False)
         asyncio.run(self._migrate())
+        return startup.started
 
     async def _migrate(self) -> None:
         for service, packages in PACKAGES.items():

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.readback import poll, read_your_writes
 from bench.services.cpu import processes
 from bench.stats import describe, machine, percentiles
-from cdc import stack
+from cdc import postgres, stack
 from cdc.config import SERVICES, StackSettings
 from tests.ports import free_ports
 from warehouse.publish import current_publication
@@ -57,11 +57,31 @@ ROLES = (("mirador run", "mirador run"), ("mirador serve", "mirador serve"), ("s
 services' and the read API's workers count as services)."""
 
 
-def cpu_by_role() -> dict[str, float]:
-    """CPU seconds so far of each part of the system on this machine."""
+OWN = {"mirador run", "mirador serve", "simulate", "services"}
+"""Roles this bench starts itself: only its own processes count (others may run the same commands)."""
+
+
+def _home_of(pid: int) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((v[len(b"MIRADOR_HOME="):].decode() for v in environ if v.startswith(b"MIRADOR_HOME=")), None)
+
+
+def cpu_by_role(home: Path, stack_home: Path) -> dict[str, float]:
+    """CPU seconds so far of each part of the system: this bench's processes, and the default stack's."""
     seconds: dict[str, float] = {}
-    for _, cmdline, cpu in processes().values():
+    found = processes()
+    postmasters = {pid for pid, (_, cmdline, _) in found.items() if f" -D {postgres.data_dir(StackSettings())}" in cmdline}
+    for pid, (parent, cmdline, cpu) in found.items():
         role = next((role for role, part in ROLES if part in cmdline), None)
+        if role in OWN and _home_of(pid) != str(home):
+            continue
+        if role in ("debezium", "kafka") and f"-Dmirador.home={stack_home}" not in cmdline:
+            continue
+        if role == "postgres" and not ({pid, parent} & postmasters):
+            continue
         if role:
             seconds[role] = seconds.get(role, 0.0) + cpu
     return seconds
@@ -207,6 +227,7 @@ def main() -> None:
     mirador("services", "up", check=True)
     run = serve = simulation = None
     windows: list[dict] = []
+    warm = False
     try:
         started = time.monotonic()
         mirador("load", "--once", "--no-progress", check=True, capture_output=True)
@@ -243,11 +264,11 @@ def main() -> None:
             else:
                 time.sleep(args.settle)
             load = machine()["loadavg"]
-            cpu_before, window_start = cpu_by_role(), time.time()
+            cpu_before, window_start = cpu_by_role(home, settings.home), time.time()
             probes = asyncio.run(probe_window(services_url, api_url, prefix, sum(len(w["probes"]) for w in windows),
                                               args.probes, args.duration))
             window_end = time.time()
-            cpu_after = cpu_by_role()
+            cpu_after = cpu_by_role(home, settings.home)
             reached = simulation.reached(window_start, window_end)
             summary = simulation.stop()
             simulation = None
@@ -306,7 +327,7 @@ def main() -> None:
             print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s{on_cpu}, max {max(seconds):.2f}s "
                   f"(n={len(seconds)}; {what})")
     result = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "windows": windows,
-              "publications": watcher.builds, "cycles": len(cycles)}
+              "publications": watcher.builds, "cycles": len(cycles), "warm": warm}
     (home / "last-freshness.json").write_text(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result))

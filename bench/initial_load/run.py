@@ -98,7 +98,7 @@ def measure(scratch: ScratchStack, customers: int, pipeline: Pipeline, timeout: 
     """Seed, capture, and follow the API until it serves everything. Leaves the pipeline running."""
     result = {"machine_before": machine(), "customers": customers}
     started = time.monotonic()
-    scratch.up(fresh=True)
+    result["stack_started"] = scratch.up(fresh=True)
     result["stack_up_s"] = time.monotonic() - started
     started = time.monotonic()
     result["seed_s_by_table"] = seed(scratch.dsn, customers)
