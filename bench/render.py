@@ -150,14 +150,17 @@ def peer(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list[str]
         return out + ([_tail(results, "peer")] if run else [])
     m, s, p, i = data["mirador_stream"], data["peer_snapshot"], data["peer_stream"], data["initial_load"]
     raw = i.get("raw", {})
-    snap_note = "" if s["complete"] else f" (stopped after {s['seconds']:.0f} s: {s['rows']:,} of {s['table_rows']:,})"
+    snap_note = "" if s["complete"] else f" (stopped at {s['cap_s']:.0f} s: {s['rows']:,} of {s['table_rows']:,} rows)"
+    if s.get("steady_rows_per_s"):
+        snap_note += f"; {_n(s['steady_rows_per_s'])} from its first batch (at {s['first_batch_s']:.0f} s) to its last"
     rows = [
         ["snapshot rows/s (customers table, to raw / to DuckDB)", _n(raw.get("customers_raw_rows_per_s")),
          _n(s["rows_per_s"]) + snap_note, _x(raw.get("customers_raw_rows_per_s"), s["rows_per_s"])],
         ["snapshot rows/s, all tables to the first GET that sees all", _n(i["served_rows_per_s"]), "-", "-"],
         [f"streaming rows/s (burst of {m['burst_rows']:,}, to raw / to DuckDB)", _n(m["burst_raw_rows_per_s"]),
          _n(p["burst_rows_per_s"]), _x(m["burst_raw_rows_per_s"], p["burst_rows_per_s"])],
-        ["streaming rows/s (burst, to the view through GET)", _n(m["burst_view_rows_per_s"]), "-", "-"],
+        ["streaming rows/s (burst, to the view through GET)", _n(m["burst_view_rows_per_s"]) if m["burst_view_rows_per_s"]
+         else f"its last row not served within {float(data['args'].get('visible_timeout', 600)):.0f} s", "-", "-"],
     ]
     for key in ("p50", "p95", "p99"):
         rows.append([f"commit -> raw / DuckDB {key} at {m['rate']:.0f} rows/s", _s(m["commit_to_raw"][key]),
@@ -170,7 +173,7 @@ def peer(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list[str]
     out += [_table(["figure", "mirador", "peer", "mirador ahead by"], rows), "",
             f"Steady rate reached: mirador {m['achieved_rate']:.0f} rows/s (load before {' '.join(m['load_before'])}), "
             f"peer {p['achieved_rate']:.0f} rows/s (load before {' '.join(p['load_before'])}); rows read back through "
-            f"GET: {m['view_probes']} (every 10th). The peer's DuckDB holds the raw change rows only; mirador's view "
+            f"GET within 60 s: {m['view_probes']} of the {m['sent'] // 10} asked (every 10th row). The peer's DuckDB holds the raw change rows only; mirador's view "
             f"rows are built (joined, aggregated) and served.", ""]
     out += [f"![commit to visible, mirador and the peer]({rel}/{plots.peer_latency(m, p, plot_dir / 'peer_latency.png')})", ""]
     return out

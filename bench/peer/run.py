@@ -81,10 +81,10 @@ async def mirador_stream(scratch: ScratchStack, prefix: str, rate: float, durati
     return {"committed": committed, "visible": visible, "polled": polled}
 
 
-async def burst_visible(scratch: ScratchStack, burst: dict) -> float | None:
+async def burst_visible(scratch: ScratchStack, burst: dict, timeout: float) -> float | None:
     async with httpx.AsyncClient(base_url=scratch.api, timeout=60) as http:
         return await read_your_writes(http, "customer_summary", "customer_email", burst["last_email"],
-                                      f"customers:{burst['lsn']}", timeout=600, wait=30)
+                                      f"customers:{burst['lsn']}", timeout=timeout, wait=30)
 
 
 def raw_loaded(scratch: ScratchStack, prefix: str) -> dict[str, float]:
@@ -154,8 +154,10 @@ def peer_snapshot(python: Path, scratch: ScratchStack, cap: float) -> dict:
     rows = sum(b["rows"] for b in batches)
     last = max((b["t"] for b in batches), default=time.time())
     first = min((b["t"] for b in batches), default=last)
+    after_first = rows - (batches[0]["rows"] if batches else 0)
     return {"table_rows": total, "rows": rows, "complete": rows >= total, "seconds": last - peer.started,
             "rows_per_s": rows / (last - peer.started), "first_batch_s": first - peer.started,
+            "steady_rows_per_s": after_first / (last - first) if last > first else None,
             "batches": len(batches), "cap_s": cap}
 
 
@@ -202,6 +204,8 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=120, help="at most this long at --rate before measuring")
     parser.add_argument("--peer-snapshot-cap", type=float, default=0,
                         help="seconds the peer's snapshot may take (0: until it is complete)")
+    parser.add_argument("--visible-timeout", type=float, default=600,
+                        help="seconds the burst's last row may take to be served before the bench goes on")
     parser.add_argument("--home", type=Path, default=HOME, help="scratch home (wiped)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="leave the scratch stack up")
@@ -223,7 +227,7 @@ def main() -> None:
         print(f"mirador streaming {args.rate:.0f} rows/s for {args.duration:.0f}s (load {' '.join(load)})", flush=True)
         streamed = asyncio.run(mirador_stream(scratch, prefix, args.rate, args.duration))
         burst = workload.burst(scratch.dsn("customers"), f"{prefix}b-", args.burst)
-        burst_seen = asyncio.run(burst_visible(scratch, burst))
+        burst_seen = asyncio.run(burst_visible(scratch, burst, args.visible_timeout))
         pipeline.stop()
         result["initial_load"]["raw"] = landed(scratch, initial["capture_started_at"])
         raw = raw_loaded(scratch, prefix)
