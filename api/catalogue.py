@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,7 +33,7 @@ class Column:
     duckdb_type: str
     description: str = ""
 
-    @property
+    @cached_property  # asked for each value the copy stores
     def kind(self) -> str:
         t = self.duckdb_type
         if t in _INTEGERS:
@@ -55,7 +56,7 @@ class Column:
             return "timestamp"
         return "other"
 
-    @property
+    @cached_property
     def scale(self) -> int:
         m = _DECIMAL.match(self.duckdb_type)
         return int(m[2]) if m else 0
@@ -192,11 +193,12 @@ class View:
 
     @property
     def indexed(self) -> list[list[str]]:
-        """Indexes the serving copy keeps: the default order, and every `_id` column."""
-        indexes = []
-        if self.default_order:
-            indexes.append([name for name, _ in self.default_order])
-        indexes += [[c.name] for c in self.columns if c.name.endswith("_id") and [c.name] != self.primary_key]
+        """Indexes the serving copy keeps: the default order, and every `_id` column followed by the
+        default order, so a page filtered on one is read in order (not all its rows sorted)."""
+        order = [name for name, _ in self.default_order]
+        indexes = [order] if order else []
+        indexes += [[c.name, *(n for n in order if n != c.name)] for c in self.columns
+                    if c.name.endswith("_id") and [c.name] != self.primary_key]
         return indexes
 
     def describe(self) -> dict:

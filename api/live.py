@@ -28,6 +28,7 @@ class Subscriber:
         self.view, self.filters = view, filters
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.key_positions = [i for i, c in enumerate(view.columns) if c.name in view.primary_key]
+        self.signature = tuple((f.column.name, f.operator, f.value) for f in filters)
 
 
 class Streams:
@@ -56,8 +57,12 @@ class Streams:
             return
         for seq, build_id, watermark, per_view in self.events(self.dispatched):
             for name, changes in per_view.items():
+                made: dict[tuple, bytes] = {}  # subscribers with the same filters get the same event
                 for subscriber in self.by_view.get(name, ()):
-                    event = self.event_for(subscriber, seq, build_id, watermark, changes)
+                    event = made.get(subscriber.signature)
+                    if event is None:
+                        event = made[subscriber.signature] = self.event_for(subscriber, seq, build_id, watermark,
+                                                                            changes)
                     if event:
                         subscriber.queue.put_nowait(event)
         self.dispatched = served.seq
