@@ -1,6 +1,6 @@
 {#
     Orders whose figures may have changed since the newest batch orders_with_invoices holds: their own
-    row, a line, an invoice or their customer changed; all of them after a truncate.
+    row, a line, an invoice or their customer changed.
 #}
 {% macro orders_touched() -%}
 select order_id from {{ ref('stg_orders__orders') }} where _batch_id > {{ mart_watermark() }}
@@ -13,8 +13,4 @@ select orders.order_id
 from {{ ref('stg_orders__orders') }} as orders
 inner join {{ ref('stg_customers__customers') }} as customers using (customer_id)
 where customers._batch_id > {{ mart_watermark() }}
-union
-select order_id from {{ ref('stg_orders__orders') }}
-where {{ truncated_since_watermark([('orders', 'orders'), ('orders', 'order_lines'),
-                                    ('invoices', 'invoices'), ('customers', 'customers')]) }}
 {%- endmacro %}

@@ -1,12 +1,9 @@
 {#
     Products whose row changed or whose stream has new events since the newest batch product_stock
-    holds; all of them after a truncate.
+    holds.
 #}
 {% macro products_touched() -%}
 select product_id from {{ ref('stg_inventory__products') }} where _batch_id > {{ mart_watermark() }}
 union
 select product_id from {{ ref('stg_inventory__stock_events') }} where _batch_id > {{ mart_watermark() }}
-union
-select product_id from {{ ref('stg_inventory__products') }}
-where {{ truncated_since_watermark([('inventory', 'products'), ('inventory', 'stock_events')]) }}
 {%- endmacro %}

@@ -1,12 +1,11 @@
--- depends_on: {{ ref('stg_orders__orders') }}
 {{ config(
     unique_key='customer_id',
     pre_hook="{{ touched_table(customers_touched()) }}",
-    post_hook="{{ delete_tombstones(ref('stg_customers__customers'), 'customer_id') }}",
 ) }}
 
 -- Incremental builds recompute only the keys in `touched_relation()`, a temporary table that the
--- pre-hook fills from macros/marts/customers_touched.sql.
+-- pre-hook fills from macros/marts/customers_touched.sql, and takes their rows out of
+-- the mart: a key this query gives no row for (deleted, or gone with a truncate) leaves it.
 
 with
 

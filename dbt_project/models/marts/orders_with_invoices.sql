@@ -1,11 +1,11 @@
 {{ config(
     unique_key='order_id',
     pre_hook="{{ touched_table(orders_touched()) }}",
-    post_hook="{{ delete_tombstones(ref('stg_orders__orders'), 'order_id') }}",
 ) }}
 
 -- Incremental builds recompute only the orders in `touched_relation()`, a temporary table that the
--- pre-hook fills from macros/marts/orders_touched.sql.
+-- pre-hook fills from macros/marts/orders_touched.sql, and takes their rows out of
+-- the mart: a key this query gives no row for (deleted, or gone with a truncate) leaves it.
 
 with
 

@@ -1,11 +1,11 @@
 {{ config(
     unique_key='product_id',
     pre_hook="{{ touched_table(products_touched()) }}",
-    post_hook="{{ delete_tombstones(ref('stg_inventory__products'), 'product_id') }}",
 ) }}
 
 -- Incremental builds recompute only the keys in `touched_relation()`, a temporary table that the
--- pre-hook fills from macros/marts/products_touched.sql.
+-- pre-hook fills from macros/marts/products_touched.sql, and takes their rows out of
+-- the mart: a key this query gives no row for (deleted, or gone with a truncate) leaves it.
 
 with
 
