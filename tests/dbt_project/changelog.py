@@ -5,7 +5,8 @@ to `raw.orders__orders` and `raw.orders__order_lines` what the loader lands for 
 metadata columns (warehouse.ingest.catalog.METADATA) and batch bookkeeping (`loader.batches`), with creates,
 updates (some with an unchanged TOASTed column), deletes, primary-key changes, truncates and
 redeliveries. `StockSource`, the inventory service's stock streams, appends to
-`raw.inventory__stock_events`, with redeliveries and events landing a batch late.
+`raw.inventory__stock_events`, with redeliveries and events landing a batch late. `Service` is what
+every simulated service shares (tests/dbt_project/services.py has the others, and all of them at once).
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
 
-from warehouse.catalog import METADATA
+from warehouse.ingest.catalog import METADATA
 from warehouse.ledger import DDL as STATE_DDL
 
 ORDER_COLUMNS = {
@@ -31,7 +31,6 @@ ORDER_COLUMNS = {
 }
 LINE_COLUMNS = {"order_id": "UUID", "line_no": "INTEGER", "product_id": "UUID", "quantity": "INTEGER",
                 "unit_price": "DECIMAL(12,2)"}
-TABLES = {"orders__orders": (ORDER_COLUMNS, ("id",)), "orders__order_lines": (LINE_COLUMNS, ("order_id", "line_no"))}
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 METADATA_TYPES = {name: kind for name, kind, _ in METADATA}
 
@@ -70,16 +69,78 @@ def land(conn: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, str]], eve
                  "values (?, ?, ?, ?, ?)", [batch_id, loaded_at, len(events), len(events), sorted(landed)])
 
 
-@dataclass
-class Changelog:
-    rng: random.Random
-    orders: dict = field(default_factory=dict)
-    lines: dict = field(default_factory=dict)
-    lsn: int = 1000
-    pending: list = field(default_factory=list)
-    emitted: deque = field(default_factory=lambda: deque(maxlen=50))
-    """The last events sent, which a redelivery picks from."""
-    offsets: dict = field(default_factory=lambda: {t: 0 for t in TABLES})
+class Service:
+    """A service's source tables, and the change events Debezium sends for them, pending until the
+    loader lands them. Subclasses name their tables and issue the commands."""
+
+    TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
+    """Raw table (`<service>__<table>`) -> its columns and types, and its primary key."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.lsn = 1000
+        self.pending: list[dict] = []
+        self.emitted: deque[dict] = deque(maxlen=50)
+        """The last events sent, which a redelivery picks from."""
+        self.offsets = dict.fromkeys(self.TABLES, 0)
+
+    @property
+    def tables(self) -> dict[str, dict[str, str]]:
+        return {table: columns for table, (columns, _) in self.TABLES.items()}
+
+    def redeliver(self) -> None:
+        """A connector restart re-sends events it had already sent: same LSN and values, new offset."""
+        if self.emitted:
+            event = dict(self.rng.choice(self.emitted))
+            event["_offset"] = self._offset(event["_table"])
+            self.pending.append(event)
+
+    # -- what the loader lands --------------------------------------------------------------------
+    def take(self) -> list[dict]:
+        """The events the next loader batch lands."""
+        events, self.pending = self.pending, []
+        return events
+
+    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Land the pending events as one loader batch."""
+        land(conn, self.tables, self.take())
+
+    def _emit(self, table: str, op: str, row: dict | None, unavailable: list[str] | None = None,
+              same_lsn: bool = False) -> None:
+        if not same_lsn:
+            self.lsn += self.rng.randrange(8, 400)
+        columns, keys = self.TABLES[table]
+        event = {"_table": table, "_op": op, "_deleted": op == "d", "_snapshot": False, "_lsn": self.lsn,
+                 "_seq": f'["{self.lsn - 8}","{self.lsn}"]', "_txid": self.lsn // 8,
+                 "_commit_ts": EPOCH + timedelta(microseconds=self.lsn), "_offset": self._offset(table),
+                 "_unavailable": unavailable}
+        if row is not None:
+            # A delete carries only the key columns (default replica identity).
+            event |= {c: row[c] for c in (keys if op == "d" else columns)}
+            for column in unavailable or []:
+                event[column] = None
+        self.pending.append(event)
+        if op != "t":
+            self.emitted.append(event)
+
+    def _offset(self, table: str) -> int:
+        self.offsets[table] += 1
+        return self.offsets[table]
+
+    def _now(self) -> datetime:
+        return EPOCH + timedelta(microseconds=self.lsn)
+
+
+class Changelog(Service):
+    """The orders service: orders and their lines."""
+
+    TABLES = {"orders__orders": (ORDER_COLUMNS, ("id",)),
+              "orders__order_lines": (LINE_COLUMNS, ("order_id", "line_no"))}
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.orders: dict[uuid.UUID, dict] = {}
+        self.lines: dict[tuple[uuid.UUID, int], dict] = {}
 
     # -- what the source does ---------------------------------------------------------------------
     def step(self, truncates: bool = True) -> None:
@@ -163,44 +224,6 @@ class Changelog:
         self.lines.clear()
         self._emit("orders__order_lines", "t", None)
 
-    def redeliver(self) -> None:
-        """A connector restart re-sends events it had already sent: same LSN and values, new offset."""
-        if self.emitted:
-            event = dict(self.rng.choice(self.emitted))
-            event["_offset"] = self._offset(event["_table"])
-            self.pending.append(event)
-
-    # -- what the loader lands --------------------------------------------------------------------
-    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """Land the pending events as one loader batch."""
-        land(conn, {table: columns for table, (columns, _) in TABLES.items()}, self.pending)
-        self.pending.clear()
-
-    def _emit(self, table: str, op: str, row: dict | None, unavailable: list[str] | None = None,
-              same_lsn: bool = False) -> None:
-        if not same_lsn:
-            self.lsn += self.rng.randrange(8, 400)
-        columns, keys = TABLES[table]
-        event = {"_table": table, "_op": op, "_deleted": op == "d", "_snapshot": False, "_lsn": self.lsn,
-                 "_seq": f'["{self.lsn - 8}","{self.lsn}"]', "_txid": self.lsn // 8,
-                 "_commit_ts": EPOCH + timedelta(microseconds=self.lsn), "_offset": self._offset(table),
-                 "_unavailable": unavailable}
-        if row is not None:
-            # A delete carries only the key columns (default replica identity).
-            event |= {c: row[c] for c in (keys if op == "d" else columns)}
-            for column in unavailable or []:
-                event[column] = None
-        self.pending.append(event)
-        if op != "t":
-            self.emitted.append(event)
-
-    def _offset(self, table: str) -> int:
-        self.offsets[table] += 1
-        return self.offsets[table]
-
-    def _now(self) -> datetime:
-        return EPOCH + timedelta(microseconds=self.lsn)
-
 
 STOCK_COLUMNS = {"stream": "UUID", "version": "INTEGER", "event_type": "VARCHAR", "quantity": "INTEGER",
                  "reason": "VARCHAR", "command_id": "VARCHAR", "occurred_at": "TIMESTAMP WITH TIME ZONE",
@@ -249,12 +272,21 @@ class StockSource:
         (self.late if event["late"] else self.pending).append(event)
         self.emitted.append(event)
 
-    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """Land the pending events as one loader batch."""
-        land(conn, {STOCK_TABLE: STOCK_COLUMNS}, self.pending)
+    @property
+    def tables(self) -> dict[str, dict[str, str]]:
+        return {STOCK_TABLE: STOCK_COLUMNS}
+
+    def take(self) -> list[dict]:
+        """The events the next loader batch lands; the late ones go with the batch after it."""
+        events = self.pending
         for event in self.late:
             event["late"] = False  # sent with the next batch
         self.pending, self.late = self.late, []
+        return events
+
+    def flush(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Land the pending events as one loader batch."""
+        land(conn, self.tables, self.take())
 
     def _next_offset(self) -> int:
         self.offset += 1

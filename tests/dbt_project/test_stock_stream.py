@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from .changelog import StockSource
-from .test_incremental import _build, _table
+from .test_incremental import _build, _table, builder_for
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -23,12 +23,13 @@ def test_stock_movements_append_and_equal_a_full_refresh(tmp_path: Path, seed: i
     source = StockSource(rng)
     built = tmp_path / "incremental" / "warehouse.duckdb"
     built.parent.mkdir()
+    builder = builder_for(built)
     for batch in range(12):
         for _ in range(rng.randrange(1, 25) if batch < 11 else 0):  # the last batch lands the late ones
             source.step()
         with duckdb.connect(str(built)) as conn:
             source.flush(conn)
-        _build(built, tests=rng.random() < 0.3)
+        _build(built, tests=rng.random() < 0.3, builder=builder)
     assert not source.late and source.deferred, "the seed lands no event late: pick another"
 
     full = tmp_path / "full" / "warehouse.duckdb"
