@@ -1,5 +1,8 @@
 {#
-    The current state of a source table from its raw changelog: the latest change per primary key.
+    The current state of a source table from its raw changelog, as a relation to select from: one
+    row per primary key, its latest change, with the source's own column names (declared in
+    models/staging/_sources.yml) and `_deleted`, `_lsn`, `_commit_ts`, `_batch_id`. The staging model
+    that selects from it renames and casts, in plain SQL.
 
     - Order: per key by source LSN (row locks serialise writers of one row, so LSN order is commit
       order per key), Kafka offset breaking ties; events Debezium re-sends after a restart carry their
@@ -7,102 +10,76 @@
     - Deletes stay as rows with `_deleted`, keeping the key's last known values (a delete event carries
       only the key), so an incremental build can replace the key's row and downstream models can tell
       whose figures the deleted row changes (the customer of a deleted order); marts filter them out.
-    - Unchanged TOASTed values (`_unavailable`) are carried forward from the key's previous version,
-      in this batch or already staged.
+    - Unchanged TOASTed values (`_unavailable`) are carried forward from the key's previous version.
     - A truncate removes everything older than it (here, and in the staged table by `truncate_hook`).
-    - Incremental: only keys with changes in batches newer than the staged table are recomputed.
+    - Incremental: only the keys with changes in batches newer than the staged table are folded again,
+      from their whole changelog. The staged table is read for its newest batch only, so the model may
+      name and compute its columns as it likes.
 #}
-{% macro current_state(relation, keys, columns, renames={}) -%}
-{#- keys and columns are raw (source) names; renames maps some of them to their staged names. -#}
-{%- set staged = {} -%}
-{%- for column in keys + columns -%}{%- do staged.update({column: renames.get(column, column)}) -%}{%- endfor -%}
-{%- set staged_keys = [] -%}
-{%- for column in keys -%}{%- do staged_keys.append(staged[column]) -%}{%- endfor -%}
-{%- set key_list = staged_keys | join(", ") -%}
-{%- set value_columns = columns | reject("in", keys) | list -%}
-with
+{% macro current_state(source_name, table_name, keys) -%}
+{%- set relation = raw_source(source_name, table_name) -%}
+{%- set node = graph.sources.get('source.mirador.' ~ source_name ~ '.' ~ table_name) if execute else none -%}
+{%- set value_columns = (node.columns.keys() if node else []) | reject("in", keys) | list -%}
+{%- set key_list = keys | join(", ") -%}
+(
+    with
 
-truncated as (
-    select coalesce(max(_lsn), -1) as lsn from {{ relation }} where _op = 't'
-),
+    truncated as (
+        select coalesce(max(_lsn), -1) as lsn from {{ relation }} where _op = 't'
+    ),
 
-changes as (
-    select
-        {%- for column in keys + value_columns %}
-        {{ column }} as {{ staged[column] }},
-        {%- endfor %}
-        coalesce(_unavailable, []) as _unavailable,
-        _deleted,
-        _lsn,
-        _offset,
-        _commit_ts,
-        _batch_id
-    from {{ relation }}
-    where _op <> 't'
-      and _lsn > (select lsn from truncated)
     {%- if is_incremental() %}
-      and _batch_id > (select coalesce(max(_batch_id), -1) from {{ this }})
-    {%- endif %}
-),
 
-previous as (
-    {%- if is_incremental() %}
-    select
-        {%- for column in keys + value_columns %}
-        staged.{{ staged[column] }},
-        {%- endfor %}
-        cast([] as varchar[]) as _unavailable,
-        staged._deleted,
-        staged._lsn,
-        -1 as _offset,  -- marks the staged version: its values stand, even on a delete
-        staged._commit_ts,
-        staged._batch_id
-    from {{ this }} as staged
-    inner join (select distinct {{ key_list }} from changes) as touched using ({{ key_list }})
-    {%- else %}
-    select * from changes where false
+    touched as (
+        select distinct {{ key_list }} from {{ relation }}
+        where _op <> 't'
+          and _lsn > (select lsn from truncated)
+          and _batch_id > (select coalesce(max(_batch_id), -1) from {{ this }})
+    ),
     {%- endif %}
-),
 
-history as (
-    select
-        *,
-        [_lsn, _offset] as _order,
-        not _deleted or _offset = -1 as _has_values  -- a delete carries only the key
-    from (
-        select * from previous
-        union all by name
-        select * from changes
+    history as (
+        select
+            *,
+            [_lsn, _offset] as _order,
+            coalesce(_unavailable, []) as _unchanged
+        from {{ relation }}
+        {%- if is_incremental() %}
+        semi join touched using ({{ key_list }})
+        {%- endif %}
+        where _op <> 't'
+          and _lsn > (select lsn from truncated)
+    ),
+
+    folded as (
+        -- Per key, its newest change (by LSN, then offset) for the flags, and for each column the newest
+        -- version that carries its value: not a delete (it carries only the key) and not an unchanged
+        -- TOAST placeholder. One aggregate, not a window per column; `arg_max_null` keeps a value that
+        -- is NULL.
+        select
+            {{ key_list }},
+            {%- for column in value_columns %}
+            arg_max_null({{ column }}, _order) filter (
+                where not _deleted and not list_contains(_unchanged, '{{ column }}')
+            ) as {{ column }},
+            {%- endfor %}
+            arg_max(_deleted, _order) as _deleted,
+            max(_lsn) as _lsn,
+            arg_max(_commit_ts, _order) as _commit_ts,
+            arg_max(_batch_id, _order) as _batch_id
+        from history
+        group by {{ key_list }}
     )
-),
 
-final as (
-    -- Per key, its newest change (by LSN, then offset) for the flags, and for each column the newest
-    -- version that carries its value: not a delete (unless it is the staged version) and not an
-    -- unchanged TOAST placeholder. One aggregate, not a window per column; `arg_max_null` keeps a
-    -- value that is NULL.
-    select
-        {{ key_list }},
-        {%- for column in value_columns %}
-        arg_max_null({{ staged[column] }}, _order) filter (
-            where _has_values and not list_contains(_unavailable, '{{ column }}')
-        ) as {{ staged[column] }},
-        {%- endfor %}
-        arg_max(_deleted, _order) as _deleted,
-        max(_lsn) as _lsn,
-        arg_max(_commit_ts, _order) as _commit_ts,
-        arg_max(_batch_id, _order) as _batch_id
-    from history
-    group by {{ key_list }}
+    select * from folded
 )
-
-select * from final
 {%- endmacro %}
 
 
 {# Pre-hook of a current-state model: a truncate in the changelog empties the staged table up to it. #}
-{% macro truncate_hook(relation) -%}
+{% macro truncate_hook(source_name, table_name) -%}
     {%- if is_incremental() -%}
+    {%- set relation = raw_source(source_name, table_name) -%}
     delete from {{ this }} where _lsn < (select coalesce(max(_lsn), -1) from {{ relation }} where _op = 't')
     {%- endif -%}
 {%- endmacro %}

@@ -1,9 +1,25 @@
-{{ config(unique_key=['customer_id'], pre_hook="{{ truncate_hook(raw_source('customers', 'customers')) }}") }}
+{{ config(unique_key=['customer_id'], pre_hook="{{ truncate_hook('customers', 'customers') }}") }}
 
-{{ current_state(
-    raw_source('customers', 'customers'),
-    keys=['id'],
-    columns=['email', 'name', 'country', 'version', 'created_at', 'updated_at'],
-    renames={'id': 'customer_id', 'name': 'customer_name', 'email': 'customer_email',
-             'created_at': 'registered_at'},
-) }}
+with
+
+source as (
+    select * from {{ current_state('customers', 'customers', keys=['id']) }}
+),
+
+renamed as (
+    select
+        id as customer_id,
+        email as customer_email,
+        name as customer_name,
+        country,
+        version,
+        created_at as registered_at,
+        updated_at,
+        _deleted,
+        _lsn,
+        _commit_ts,
+        _batch_id,
+    from source
+)
+
+select * from renamed

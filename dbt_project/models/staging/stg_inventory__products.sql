@@ -1,8 +1,27 @@
-{{ config(unique_key=['product_id'], pre_hook="{{ truncate_hook(raw_source('inventory', 'products')) }}") }}
+{{ config(unique_key=['product_id'], pre_hook="{{ truncate_hook('inventory', 'products') }}") }}
 
-{{ current_state(
-    raw_source('inventory', 'products'),
-    keys=['id'],
-    columns=['sku', 'name', 'list_price', 'currency', 'retired_at', 'version', 'created_at', 'updated_at'],
-    renames={'id': 'product_id', 'name': 'product_name'},
-) }}
+with
+
+source as (
+    select * from {{ current_state('inventory', 'products', keys=['id']) }}
+),
+
+renamed as (
+    select
+        id as product_id,
+        sku,
+        name as product_name,
+        list_price,
+        currency,
+        retired_at,
+        version,
+        created_at,
+        updated_at,
+        _deleted,
+        _lsn,
+        _commit_ts,
+        _batch_id,
+    from source
+)
+
+select * from renamed

@@ -2,7 +2,7 @@
 
 with
 
-events as (
+source as (
     select * from {{ raw_source('inventory', 'stock_events') }}
     -- The stream is append-only at the source: only creations (and snapshot reads) are events.
     where _op in ('c', 'r')
@@ -14,16 +14,16 @@ events as (
 deduplicated as (
     -- (stream, version) is unique at the source; a second copy is a redelivery. The first copy
     -- stands, also when it was landed in an earlier batch, as a full refresh would have it.
-    select * from events
+    select * from source
     {%- if is_incremental() %}
     anti join (
-        select product_id, version from {{ this }} where product_id in (select stream from events)
-    ) as held on held.product_id = events.stream and held.version = events.version
+        select product_id, version from {{ this }} where product_id in (select stream from source)
+    ) as held on held.product_id = source.stream and held.version = source.version
     {%- endif %}
     qualify row_number() over (partition by stream, version order by _lsn, _offset) = 1
 ),
 
-upcast as (
+renamed as (
     -- Each schema version is brought to the current shape here, and only here. Version 1 is current:
     -- a positive quantity with the direction in the event type. An unknown version leaves
     -- quantity_delta NULL, which the model's not_null test turns into a failed build.
@@ -46,10 +46,6 @@ upcast as (
         _commit_ts,
         _batch_id
     from deduplicated
-),
-
-final as (
-    select * from upcast
 )
 
-select * from final
+select * from renamed

@@ -1,9 +1,30 @@
-{{ config(unique_key=['invoice_id'], pre_hook="{{ truncate_hook(raw_source('invoices', 'invoices')) }}") }}
+{{ config(unique_key=['invoice_id'], pre_hook="{{ truncate_hook('invoices', 'invoices') }}") }}
 
-{{ current_state(
-    raw_source('invoices', 'invoices'),
-    keys=['id'],
-    columns=['order_id', 'amount', 'currency', 'due_date', 'document_url', 'status', 'version',
-             'issued_at', 'paid_at', 'voided_at', 'updated_at'],
-    renames={'id': 'invoice_id'},
-) }}
+with
+
+source as (
+    select * from {{ current_state('invoices', 'invoices', keys=['id']) }}
+),
+
+renamed as (
+    select
+        id as invoice_id,
+        order_id,
+        amount,
+        currency,
+        due_date,
+        document_url,
+        status,
+        version,
+        issued_at,
+        paid_at,
+        voided_at,
+        updated_at,
+        _deleted,
+        _lsn,
+        _commit_ts,
+        _batch_id,
+    from source
+)
+
+select * from renamed

@@ -1,9 +1,29 @@
-{{ config(unique_key=['order_id'], pre_hook="{{ truncate_hook(raw_source('orders', 'orders')) }}") }}
+{{ config(unique_key=['order_id'], pre_hook="{{ truncate_hook('orders', 'orders') }}") }}
 
-{{ current_state(
-    raw_source('orders', 'orders'),
-    keys=['id'],
-    columns=['customer_id', 'currency', 'status', 'cancel_reason', 'version', 'placed_at', 'paid_at',
-             'shipped_at', 'cancelled_at', 'updated_at'],
-    renames={'id': 'order_id'},
-) }}
+with
+
+source as (
+    select * from {{ current_state('orders', 'orders', keys=['id']) }}
+),
+
+renamed as (
+    select
+        id as order_id,
+        customer_id,
+        currency,
+        status,
+        cancel_reason,
+        version,
+        placed_at,
+        paid_at,
+        shipped_at,
+        cancelled_at,
+        updated_at,
+        _deleted,
+        _lsn,
+        _commit_ts,
+        _batch_id,
+    from source
+)
+
+select * from renamed
