@@ -191,8 +191,9 @@ class Refresher:
                     self._create(view)
                 since = changes.get(name)
                 if same_shape and since is not None and (since in seen or self._follows(newest, since)) \
-                        and f"_changes__{name}" in columns:
-                    count, added = self._apply_changes(source, view, seq)
+                        and f"_changes__{name}" in columns and (
+                            applied := self._apply_changes(source, view, seq, self._seq_of(since))) is not None:
+                    count, added = applied
                     self.applied[name] = f"by the changes since {since}"
                     rows += added  # counting the table would cost as much as the rows it holds
                 else:
@@ -232,17 +233,52 @@ class Refresher:
         names = ", ".join(quote(c.name) for c in view.columns)
         return source.execute(f"select {names} from {quote(view.name)} {where}").fetchall()
 
-    def _apply_changes(self, source: duckdb.DuckDBPyConnection, view: View, seq: int) -> tuple[int, int]:
-        keys = ", ".join(quote(k) for k in view.primary_key)
+    def _seq_of(self, build_id: str) -> int:
+        """The last of the copy's publications at or before `build_id`: what it held when that one was current."""
+        if found := self.conn.execute("select seq from _builds where build_id = ?", [build_id]).fetchone():
+            return found[0]
+        noticed = self.noticed[build_id]
+        return max((seq for seq, published in self.conn.execute("select seq, published_at from _builds")
+                    if published is not None and datetime.fromisoformat(published) <= noticed), default=0)
+
+    def _apply_changes(self, source: duckdb.DuckDBPyConnection, view: View, seq: int,
+                       since_seq: int) -> tuple[int, int] | None:
+        """Apply a publication's changes since its base; None when the view must be compared whole."""
+        key_columns = [c for c in view.columns if c.name in view.primary_key]  # in the copy's order
+        keys = ", ".join(quote(c.name) for c in key_columns)
         changes = quote(f"_changes__{view.name}")
+        # A row the copy added after the base and the marts deleted since is in neither the base nor this
+        # publication, so the changes cannot name it: the copy looks for those keys among its own changes
+        # since the base, and each one this publication does not hold goes.
+        listed = {tuple(c.stored(v) for c, v in zip(key_columns, row, strict=True))
+                  for row in source.execute(f"select {keys} from {changes}").fetchall()}
+        added_since = {tuple(orjson.loads(k)) for (k,) in self.conn.execute(
+            "select distinct key from _changes where view = ? and seq > ? and before is null and after is not null",
+            [view.name, since_seq])} - listed
+        vanished: list[tuple] = []
+        if added_since:
+            if any(c.kind not in ("text", "integer") for c in key_columns):
+                return None  # keys compared as text below: only where that is exact
+            candidates = list(added_since)
+            for start in range(0, len(candidates), 500):
+                chunk = candidates[start:start + 500]
+                rows = ", ".join("(" + ", ".join("?" * len(key_columns)) + ")" for _ in chunk)
+                match = " and ".join(f"cast(v.{quote(c.name)} as varchar) = t.k{i}" for i, c in enumerate(key_columns))
+                names = ", ".join(f"k{i}" for i in range(len(key_columns)))
+                held = {tuple(r) for r in source.execute(
+                    f"select {names} from (values {rows}) t({names}) where exists "
+                    f"(select 1 from {quote(view.name)} v where {match})",
+                    [str(v) for key in chunk for v in key]).fetchall()}
+                vanished += [key for key in chunk if tuple(str(v) for v in key) not in held]
         # The keys are matched on the key columns alone, then the rows fetched by rowid: publish appends
         # what changed, so the rowids' range prunes the scan of the other columns to its last row groups
         # (a semi join on the whole rows read every column of the view: 260 ms a publication at 1M rows).
         upserted = self._rows(source, view, f"where rowid in (select rowid from {quote(view.name)} semi join "
                                             f"(select {keys} from {changes} where not _deleted) using ({keys}))")
-        gone = source.execute(f"select {keys} from {changes} where _deleted").fetchall()
+        gone = [tuple(c.stored(v) for c, v in zip(key_columns, row, strict=True))
+                for row in source.execute(f"select {keys} from {changes} where _deleted").fetchall()]
         positions = [i for i, c in enumerate(view.columns) if c.name in view.primary_key]
-        return self._write(view, seq, upserted, gone, positions)
+        return self._write(view, seq, upserted, gone + vanished, positions, stored_keys=True)
 
     def _apply_whole(self, source: duckdb.DuckDBPyConnection, view: View, seq: int) -> tuple[int, int]:
         rows = self._rows(source, view)

@@ -108,3 +108,25 @@ def test_serving_never_makes_publication_copy_whole_files(tmp_path):
     # Past the first three (fewer than `keep` kept: the current one is copied), each publication is
     # written into the oldest kept file, never into a copy of the one before it.
     assert all(base != before for base, before in increments[3:]), increments
+
+
+def test_a_row_added_and_deleted_between_a_base_and_its_publication_goes(tmp_path):
+    """A publication's changes count from the oldest kept file (ADR 17): a row added after that base
+    and deleted again is in neither, and the copy, which served it, must still drop it."""
+    warehouse = ScratchWarehouse(tmp_path)
+    refresher = Refresher(warehouse.published, tmp_path / "serving.sqlite")
+    warehouse.upsert([{"order_id": f"o{i:03d}", "customer_id": "c1"} for i in range(101)])
+    for _ in range(4):
+        warehouse.publish()
+        refresher.refresh()
+    warehouse.upsert([{"order_id": "k", "customer_id": "c2"}])
+    warehouse.publish()
+    refresher.refresh()
+    assert "k" in served_rows(refresher)
+    warehouse.delete(["k"])
+    warehouse.upsert([{"order_id": "o007", "customer_id": "c3"}])
+    warehouse.publish()
+    refresher.refresh()
+    assert set(served_rows(refresher)) == set(mart_rows(warehouse))
+    assert served_rows(refresher)["o007"]["customer_id"] == "c3"
+    assert refresher.applied["orders_with_invoices"].startswith("by the changes"), refresher.applied
