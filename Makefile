@@ -22,7 +22,10 @@ DEMO_RATE    ?= 20
 demo: install
 	$(BIN)/mirador demo --seconds $(DEMO_SECONDS) --rate $(DEMO_RATE)
 
+# Lint and format first (seconds), then the suite against the real stack.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 # Every benchmark, then BENCHMARKS.md and its plots (docs/bench/) regenerated from what they measured.

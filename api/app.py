@@ -22,7 +22,7 @@ from api import formats, live
 from api.catalogue import View
 from api.configuration import ApiSettings
 from api.metrics import Metrics
-from api.openapi import document, docs_page
+from api.openapi import docs_page, document
 from api.query import BadQuery, parse, parse_key
 from api.store import connect, load_views, table_of
 
@@ -73,8 +73,9 @@ class Served:
             return False
         self.version = version
         try:
-            row = self.conn.execute("select seq, build_id, watermark, published_at from _builds "
-                                    "order by seq desc limit 1").fetchone()
+            row = self.conn.execute(
+                "select seq, build_id, watermark, published_at from _builds order by seq desc limit 1"
+            ).fetchone()
         except Exception:  # noqa: BLE001 - the refresher has not made its schema yet
             self.version = None
             return False
@@ -82,10 +83,13 @@ class Served:
             return False
         moved = (row[0], row[2]) != (self.seq, json.dumps(self.watermark, sort_keys=True))
         self.seq, self.build_id, self.watermark, self.published_at = row[0], row[1], json.loads(row[2]), row[3]
-        versions = {name: (version, count) for name, version, count in
-                    self.conn.execute("select name, version, row_count from _views")}
+        versions = {
+            name: (version, count)
+            for name, version, count in self.conn.execute("select name, version, row_count from _views")
+        }
         if versions.keys() != self.view_versions.keys() or any(
-                versions[n][0] != self.view_versions[n][0] for n in versions):
+            versions[n][0] != self.view_versions[n][0] for n in versions
+        ):
             self.views = load_views(self.conn)
             self.cache.clear()
         self.view_versions = versions
@@ -102,8 +106,9 @@ class Served:
         return True
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        marks = ", ".join(f"{service}={mark.get('lsn')}@{mark.get('commit_ts')}"
-                          for service, mark in sorted(self.watermark.items()))
+        marks = ", ".join(
+            f"{service}={mark.get('lsn')}@{mark.get('commit_ts')}" for service, mark in sorted(self.watermark.items())
+        )
         return [(b"mirador-build", (self.build_id or "").encode()), (b"mirador-watermark", marks.encode())]
 
 
@@ -165,14 +170,25 @@ class App:
     async def _handle(self, scope, receive, send) -> tuple[str, int]:
         method, path = scope["method"], scope["path"]
         if method == "OPTIONS":
-            await self._send(scope, send, 204, b"", extra=[
-                (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-                (b"access-control-allow-headers", b"authorization, if-none-match, last-event-id, mirador-after"),
-                (b"access-control-max-age", b"600")])
+            await self._send(
+                scope,
+                send,
+                204,
+                b"",
+                extra=[
+                    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+                    (b"access-control-allow-headers", b"authorization, if-none-match, last-event-id, mirador-after"),
+                    (b"access-control-max-age", b"600"),
+                ],
+            )
             return "preflight", 204
         if method not in ("GET", "HEAD"):
-            raise Problem(405, "method_not_allowed", "the read API answers GET only: commands go to the write "
-                          "services", headers={"allow": "GET, HEAD, OPTIONS"})
+            raise Problem(
+                405,
+                "method_not_allowed",
+                "the read API answers GET only: commands go to the write services",
+                headers={"allow": "GET, HEAD, OPTIONS"},
+            )
         if path == "/healthz":
             await self._json(scope, send, 200, b'{"status":"ok"}')
             return "healthz", 200
@@ -203,10 +219,14 @@ class App:
         view = self.served.views.get(parts[1])
         if view is None:
             if self.served.build_id is None:
-                raise Problem(503, "not_published", "nothing is served yet: the warehouse has not published, or "
-                              "`mirador serve` is still loading the first publication", headers={"retry-after": "1"})
-            raise Problem(404, "unknown_view", f"no view {parts[1]!r}", view=parts[1],
-                          views=sorted(self.served.views))
+                raise Problem(
+                    503,
+                    "not_published",
+                    "nothing is served yet: the warehouse has not published, or "
+                    "`mirador serve` is still loading the first publication",
+                    headers={"retry-after": "1"},
+                )
+            raise Problem(404, "unknown_view", f"no view {parts[1]!r}", view=parts[1], views=sorted(self.served.views))
         params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         if len(parts) == 3 and parts[2] == "changes":
             return "changes", await self.streams.serve(scope, receive, send, view, params, self._cors(scope))
@@ -221,20 +241,33 @@ class App:
         for name, value in scope["headers"]:
             if name == b"authorization" and value.startswith(b"Bearer ") and value[7:].decode() in self.tokens:
                 return
-        raise Problem(401, "unauthorized", "this API needs `Authorization: Bearer <token>`",
-                      headers={"www-authenticate": "Bearer"})
+        raise Problem(
+            401,
+            "unauthorized",
+            "this API needs `Authorization: Bearer <token>`",
+            headers={"www-authenticate": "Bearer"},
+        )
 
     async def _readyz(self, scope, send) -> int:
         self.served.poll()
         if self.served.build_id is None:
             raise Problem(503, "not_published", "no publication is served yet")
         from datetime import datetime
+
         age = time.time() - datetime.fromisoformat(self.served.published_at).timestamp()
         if age > self.settings.ready_max_age:
-            raise Problem(503, "stale", f"the newest publication is {age:.0f}s old (more than "
-                          f"MIRADOR_API_READY_MAX_AGE={self.settings.ready_max_age:.0f})")
-        await self._json(scope, send, 200, orjson.dumps({"status": "ready", "build_id": self.served.build_id,
-                                                         "age_seconds": round(age, 3)}))
+            raise Problem(
+                503,
+                "stale",
+                f"the newest publication is {age:.0f}s old (more than "
+                f"MIRADOR_API_READY_MAX_AGE={self.settings.ready_max_age:.0f})",
+            )
+        await self._json(
+            scope,
+            send,
+            200,
+            orjson.dumps({"status": "ready", "build_id": self.served.build_id, "age_seconds": round(age, 3)}),
+        )
         return 200
 
     async def _wait_for_positions(self, scope, params: list[tuple[str, str]]) -> None:
@@ -257,8 +290,11 @@ class App:
             try:
                 positions[service] = max(positions.get(service, 0), parse_lsn(lsn))
             except ValueError:
-                raise Problem(400, "bad_position", f"after takes <service>:<lsn> (an `lsn` a command returned, "
-                              f"like orders:0/16B3748), not {item!r}") from None
+                raise Problem(
+                    400,
+                    "bad_position",
+                    f"after takes <service>:<lsn> (an `lsn` a command returned, like orders:0/16B3748), not {item!r}",
+                ) from None
         limit = min(self.settings.wait_default if wait is None else wait, self.settings.wait_max)
         deadline = time.monotonic() + limit
         self.metrics.waiters += 1
@@ -266,14 +302,19 @@ class App:
             while not self.served.reached(positions):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Problem(503, "not_yet_visible",
-                                  f"the views do not include {', '.join(f'{s}:{l}' for s, l in positions.items())} "
-                                  f"after {limit:g}s: retry, or wait longer with `wait` (at most "
-                                  f"{self.settings.wait_max:g}s)", headers={"retry-after": "1"},
-                                  watermark=self.served.watermark, build_id=self.served.build_id)
+                    raise Problem(
+                        503,
+                        "not_yet_visible",
+                        f"the views do not include {', '.join(f'{s}:{lsn}' for s, lsn in positions.items())} "
+                        f"after {limit:g}s: retry, or wait longer with `wait` (at most "
+                        f"{self.settings.wait_max:g}s)",
+                        headers={"retry-after": "1"},
+                        watermark=self.served.watermark,
+                        build_id=self.served.build_id,
+                    )
                 try:
                     await asyncio.wait_for(self.served.changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             self.metrics.waiters -= 1
@@ -282,9 +323,15 @@ class App:
 
     async def _views(self, scope, send) -> None:
         served = self.served
-        body = {"build_id": served.build_id, "published_at": served.published_at, "watermark": served.watermark,
-                "views": [{**view.describe(), "row_count": served.view_versions.get(name, (0, 0))[1],
-                           "url": f"/views/{name}"} for name, view in sorted(served.views.items())]}
+        body = {
+            "build_id": served.build_id,
+            "published_at": served.published_at,
+            "watermark": served.watermark,
+            "views": [
+                {**view.describe(), "row_count": served.view_versions.get(name, (0, 0))[1], "url": f"/views/{name}"}
+                for name, view in sorted(served.views.items())
+            ],
+        }
         await self._json(scope, send, 200, orjson.dumps(body), extra=served.headers())
 
     def _etag(self, view: View, scope) -> bytes:
@@ -315,7 +362,7 @@ class App:
         sql, args = query.page_sql()
         rows = self.served.conn.execute(sql, args).fetchall()
         more = len(rows) > query.limit
-        rows = rows[:query.limit]
+        rows = rows[: query.limit]
         cursor = query.cursor(rows[-1][1:]) if more else None
         extra = []
         if cursor:
@@ -324,8 +371,7 @@ class App:
         count = None
         if query.count:
             count_sql, count_args = query.count_sql()
-            count = await asyncio.get_running_loop().run_in_executor(None, _count, self.settings, count_sql,
-                                                                     count_args)
+            count = await asyncio.get_running_loop().run_in_executor(None, _count, self.settings, count_sql, count_args)
             extra.append((b"x-total-count", str(count).encode()))
         body, content_type = formats.render(accept, view, query, [r[0] for r in rows], cursor, count)
         if len(self.served.cache) > 10_000:
@@ -341,8 +387,13 @@ class App:
         match = " and ".join(f'"{k}" = ?' for k in view.primary_key)
         row = self.served.conn.execute(f"select _json from {table_of(view.name)} where {match}", key).fetchone()
         if row is None:
-            raise Problem(404, "row_not_found", f"{view.name} has no row with {', '.join(view.primary_key)} = {text}",
-                          view=view.name, key=text)
+            raise Problem(
+                404,
+                "row_not_found",
+                f"{view.name} has no row with {', '.join(view.primary_key)} = {text}",
+                view=view.name,
+                key=text,
+            )
         if self._not_modified(scope, etag):
             await self._send(scope, send, 304, b"", extra=headers)
             return 304
@@ -355,28 +406,49 @@ class App:
         for name, value in scope["headers"]:
             if name == b"origin":
                 if self.any_origin or value in self.origins:
-                    return [(b"access-control-allow-origin", value), (b"vary", b"Origin"),
-                            (b"access-control-expose-headers", b"etag, link, mirador-build, mirador-watermark, "
-                                                               b"x-total-count, retry-after")]
+                    return [
+                        (b"access-control-allow-origin", value),
+                        (b"vary", b"Origin"),
+                        (
+                            b"access-control-expose-headers",
+                            b"etag, link, mirador-build, mirador-watermark, x-total-count, retry-after",
+                        ),
+                    ]
                 return []
         return []
 
-    async def _send(self, scope, send, status: int, body: bytes, content_type: bytes = b"application/json",
-                    extra: list | None = None) -> None:
-        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                   (b"cache-control", self.settings.cache_control.encode()), *self._cors(scope), *(extra or [])]
+    async def _send(
+        self,
+        scope,
+        send,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"application/json",
+        extra: list | None = None,
+    ) -> None:
+        headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", self.settings.cache_control.encode()),
+            *self._cors(scope),
+            *(extra or []),
+        ]
         if status == 304:
             headers = [h for h in headers if h[0] not in (b"content-type", b"content-length")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" or status == 304
-                    else body})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" or status == 304 else body})
 
     async def _json(self, scope, send, status: int, body: bytes, extra: list | None = None) -> None:
         await self._send(scope, send, status, body, b"application/json", extra)
 
     async def _problem(self, scope, send, problem: Problem) -> None:
-        body = {"type": f"urn:mirador:problem:{problem.problem}", "title": problem.problem.replace("_", " "),
-                "status": problem.status, "detail": problem.detail, **problem.extra}
+        body = {
+            "type": f"urn:mirador:problem:{problem.problem}",
+            "title": problem.problem.replace("_", " "),
+            "status": problem.status,
+            "detail": problem.detail,
+            **problem.extra,
+        }
         extra = [(k.encode(), v.encode()) for k, v in problem.headers.items()]
         await self._send(scope, send, problem.status, orjson.dumps(body, default=str), PROBLEM.encode(), extra)
 
@@ -391,6 +463,7 @@ def _count(settings: ApiSettings, sql: str, args: list) -> int:
 
 def _next_link(scope, params, cursor: str) -> str:
     from urllib.parse import urlencode
+
     kept = [(k, v) for k, v in params if k not in ("cursor", "after", "wait")] + [("cursor", cursor)]
     return f"{scope['path']}?{urlencode(kept)}"
 

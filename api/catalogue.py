@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAIVE_EPOCH = datetime(1970, 1, 1)
 MICRO = timedelta(microseconds=1)
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),(\d+)\)$")
@@ -69,10 +69,13 @@ class Column:
     def json_schema(self) -> dict:
         kind = self.kind
         schema: dict[str, Any] = {
-            "integer": {"type": "integer"}, "number": {"type": "number"}, "boolean": {"type": "boolean"},
+            "integer": {"type": "integer"},
+            "number": {"type": "number"},
+            "boolean": {"type": "boolean"},
             "decimal": {"type": "string", "format": "decimal", "pattern": r"^-?\d+(\.\d+)?$"},
             "decimal_text": {"type": "string", "format": "decimal"},
-            "text": {"type": "string"}, "date": {"type": "string", "format": "date"},
+            "text": {"type": "string"},
+            "date": {"type": "string", "format": "date"},
             "timestamptz": {"type": "string", "format": "date-time"},
             "timestamp": {"type": "string", "format": "date-time"},
         }.get(kind, {})
@@ -147,7 +150,7 @@ class Column:
                 moment = datetime.fromisoformat(text.replace(" ", "+") if text.endswith(" 00:00") else text)
                 if kind == "timestamptz":
                     if moment.tzinfo is None:
-                        moment = moment.replace(tzinfo=timezone.utc)
+                        moment = moment.replace(tzinfo=UTC)
                     return (moment - EPOCH) // MICRO
                 return (moment.replace(tzinfo=None) - NAIVE_EPOCH) // MICRO
             if kind == "text":
@@ -163,7 +166,7 @@ def shown(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+            return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
         return value.isoformat()
     if isinstance(value, (date, timedelta)):
         return value.isoformat() if isinstance(value, date) else str(value)
@@ -197,15 +200,21 @@ class View:
         default order, so a page filtered on one is read in order (not all its rows sorted)."""
         order = [name for name, _ in self.default_order]
         indexes = [order] if order else []
-        indexes += [[c.name, *(n for n in order if n != c.name)] for c in self.columns
-                    if c.name.endswith("_id") and [c.name] != self.primary_key]
+        indexes += [
+            [c.name, *(n for n in order if n != c.name)]
+            for c in self.columns
+            if c.name.endswith("_id") and [c.name] != self.primary_key
+        ]
         return indexes
 
     def describe(self) -> dict:
-        return {"name": self.name, "description": self.description, "primary_key": self.primary_key,
-                "default_order": [("-" if desc else "") + name for name, desc in self.default_order],
-                "columns": [{"name": c.name, "type": c.duckdb_type, "description": c.description}
-                            for c in self.columns]}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "primary_key": self.primary_key,
+            "default_order": [("-" if desc else "") + name for name, desc in self.default_order],
+            "columns": [{"name": c.name, "type": c.duckdb_type, "description": c.description} for c in self.columns],
+        }
 
 
 def view_from(name: str, columns: list[tuple[str, str]], entry: dict, key: list[str]) -> View:

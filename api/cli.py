@@ -27,11 +27,25 @@ def _detach(settings, pidfile, log_file) -> None:
         click.echo(f"the read API is already running (PID {pid}) at {settings.base_url}")
         return
     if process.port_in_use(settings.host, settings.port):
-        click.secho(f"error: port {settings.host}:{settings.port} is in use\n  fix: stop what uses it, or choose "
-                    "another with --port or MIRADOR_API_PORT", fg="red", err=True)
+        click.secho(
+            f"error: port {settings.host}:{settings.port} is in use\n  fix: stop what uses it, or choose "
+            "another with --port or MIRADOR_API_PORT",
+            fg="red",
+            err=True,
+        )
         sys.exit(1)
-    argv = [sys.executable, "-m", "mirador.cli", "serve", "--host", settings.host, "--port", str(settings.port),
-            "--workers", str(settings.workers)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mirador.cli",
+        "serve",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.workers),
+    ]
     pid = process.spawn(argv, pidfile, log_file)
     deadline = time.monotonic() + 30
     while True:
@@ -41,8 +55,11 @@ def _detach(settings, pidfile, log_file) -> None:
         except httpx.HTTPError:
             pass
         if not process.alive(pid) or time.monotonic() > deadline:
-            click.secho(f"error: the read API did not start; last lines of {log_file}:\n{process.tail(log_file)}",
-                        fg="red", err=True)
+            click.secho(
+                f"error: the read API did not start; last lines of {log_file}:\n{process.tail(log_file)}",
+                fg="red",
+                err=True,
+            )
             process.stop(pidfile, MARKER, timeout=5)
             sys.exit(1)
         time.sleep(0.1)
@@ -85,17 +102,33 @@ def serve(host: str | None, port: int | None, workers: int | None, detach: bool,
     stop = threading.Event()
     thread = threading.Thread(target=refresher.run, args=(stop, settings.poll_seconds), name="refresher", daemon=True)
     thread.start()
-    config = uvicorn.Config("api.app:create_app", factory=True, host=settings.host, port=settings.port,
-                            workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
-                            proxy_headers=False, server_header=False, timeout_graceful_shutdown=3, lifespan="on")
-    click.echo(f"serving {settings.published} at {settings.base_url} with {settings.workers} workers "
-               f"(page {settings.base_url}/, docs {settings.base_url}/docs)")
+    config = uvicorn.Config(
+        "api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=3,
+        lifespan="on",
+    )
+    click.echo(
+        f"serving {settings.published} at {settings.base_url} with {settings.workers} workers "
+        f"(page {settings.base_url}/, docs {settings.base_url}/docs)"
+    )
     try:
         sock = config.bind_socket()
     except OSError as err:
-        click.secho(f"error: cannot listen on {settings.host}:{settings.port}: {err.strerror}\n"
-                    "  fix: stop what uses it, or choose another port with --port or MIRADOR_API_PORT", fg="red",
-                    err=True)
+        click.secho(
+            f"error: cannot listen on {settings.host}:{settings.port}: {err.strerror}\n"
+            "  fix: stop what uses it, or choose another port with --port or MIRADOR_API_PORT",
+            fg="red",
+            err=True,
+        )
         sys.exit(1)
     try:
         Multiprocess(config, sockets=[sock]).run()

@@ -19,8 +19,7 @@ def _shared(name: str) -> dict:
 class ApiSettings(BaseSettings):
     """Environment variables `MIRADOR_API_*` (or a `.env` file) configure `mirador serve`."""
 
-    model_config = SettingsConfigDict(env_prefix="MIRADOR_API_", env_file=".env", extra="ignore",
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="MIRADOR_API_", env_file=".env", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default_factory=default_home, **_shared("home"))
     """State directory (shared with the pipeline)."""
@@ -72,8 +71,10 @@ class ApiSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_open_production(self) -> ApiSettings:
         if self.env == "production" and not self.tokens and not self.public:
-            raise ValueError("MIRADOR_ENV=production needs MIRADOR_API_TOKENS (a JSON list of bearer tokens), "
-                             "or MIRADOR_API_PUBLIC=true to serve the views to anyone")
+            raise ValueError(
+                "MIRADOR_ENV=production needs MIRADOR_API_TOKENS (a JSON list of bearer tokens), "
+                "or MIRADOR_API_PUBLIC=true to serve the views to anyone"
+            )
         return self
 
     @property

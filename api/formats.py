@@ -11,10 +11,19 @@ from decimal import Decimal
 
 import orjson
 
-FORMATS = {"json": b"application/json", "csv": b"text/csv; charset=utf-8",
-           "arrow": b"application/vnd.apache.arrow.stream", "parquet": b"application/vnd.apache.parquet"}
-_BY_TYPE = {b"application/json": "json", b"text/csv": "csv", b"application/vnd.apache.arrow.stream": "arrow",
-            b"application/vnd.apache.parquet": "parquet", b"application/x-parquet": "parquet"}
+FORMATS = {
+    "json": b"application/json",
+    "csv": b"text/csv; charset=utf-8",
+    "arrow": b"application/vnd.apache.arrow.stream",
+    "parquet": b"application/vnd.apache.parquet",
+}
+_BY_TYPE = {
+    b"application/json": "json",
+    b"text/csv": "csv",
+    b"application/vnd.apache.arrow.stream": "arrow",
+    b"application/vnd.apache.parquet": "parquet",
+    b"application/x-parquet": "parquet",
+}
 
 
 def negotiate(scope, params) -> str:
@@ -22,6 +31,7 @@ def negotiate(scope, params) -> str:
         if name == "format":
             if value not in FORMATS:
                 from api.query import BadQuery
+
                 raise BadQuery(f"format is one of {', '.join(FORMATS)}", "bad_format")
             return value
     for name, value in scope["headers"]:
@@ -50,18 +60,21 @@ def render(kind: str, view, query, bodies: list[bytes], cursor: str | None, coun
         return out.getvalue().encode(), FORMATS["csv"]
     table = arrow_table(columns, rows)
     import pyarrow as pa
+
     sink = io.BytesIO()
     if kind == "arrow":
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
     else:
         import pyarrow.parquet as pq
+
         pq.write_table(table, sink)
     return sink.getvalue(), FORMATS[kind]
 
 
 def arrow_table(columns, rows: list[dict]):
     import pyarrow as pa
+
     arrays, fields = [], []
     for column in columns:
         values = [row[column.name] for row in rows]

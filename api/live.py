@@ -61,8 +61,9 @@ class Streams:
                 for subscriber in self.by_view.get(name, ()):
                     event = made.get(subscriber.signature)
                     if event is None:
-                        event = made[subscriber.signature] = self.event_for(subscriber, seq, build_id, watermark,
-                                                                            changes)
+                        event = made[subscriber.signature] = self.event_for(
+                            subscriber, seq, build_id, watermark, changes
+                        )
                     if event:
                         subscriber.queue.put_nowait(event)
         self.dispatched = served.seq
@@ -70,13 +71,16 @@ class Streams:
     def events(self, after: int):
         """(seq, build_id, watermark, {view: [(key, before, after)]}) for each publication after `after`."""
         conn = self.served.conn
-        builds = conn.execute("select seq, build_id, watermark from _builds where seq > ? order by seq",
-                              [after]).fetchall()
+        builds = conn.execute(
+            "select seq, build_id, watermark from _builds where seq > ? order by seq", [after]
+        ).fetchall()
         changes: dict[int, dict[str, list]] = {}
         for seq, view, key, before, after_row in conn.execute(
-                "select seq, view, key, before, after from _changes where seq > ? order by seq", [after]):
+            "select seq, view, key, before, after from _changes where seq > ? order by seq", [after]
+        ):
             changes.setdefault(seq, {}).setdefault(view, []).append(
-                (json.loads(key), before and json.loads(before), after_row and json.loads(after_row)))
+                (json.loads(key), before and json.loads(before), after_row and json.loads(after_row))
+            )
         for seq, build_id, watermark in builds:
             if seq in changes:
                 yield seq, build_id, json.loads(watermark), changes[seq]
@@ -98,8 +102,9 @@ class Streams:
                 deleted.append(shown_key(key))
         if not upserted and not deleted:
             return b""
-        data = orjson.dumps({"build_id": build_id, "view": view.name, "watermark": watermark,
-                             "upserted": upserted, "deleted": deleted})
+        data = orjson.dumps(
+            {"build_id": build_id, "view": view.name, "watermark": watermark, "upserted": upserted, "deleted": deleted}
+        )
         return b"id: %d\nevent: change\ndata: %s\n\n" % (seq, data)
 
     async def serve(self, scope, receive, send, view: View, params, cors: list) -> int:
@@ -110,9 +115,18 @@ class Streams:
                 last = value.decode()
         last = dict(params).get("last_event_id", last)
         subscriber = Subscriber(view, filters)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"), *cors]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    *cors,
+                ],
+            }
+        )
         served = self.served
         opening = b"retry: 1000\n"
         if last is not None:
@@ -122,16 +136,24 @@ class Streams:
                 raise BadQuery(f"Last-Event-ID {last!r} is not an id this stream sent", "bad_event_id") from None
             oldest = served.conn.execute("select min(seq) from _builds").fetchone()[0] or 0
             if resume + 1 < oldest or resume > served.seq:
-                opening += b"id: %d\nevent: reset\ndata: %s\n\n" % (served.seq, orjson.dumps(
-                    {"build_id": served.build_id, "reason": "the changes since that event are no longer kept: "
-                     "reload, then follow"}))
+                opening += b"id: %d\nevent: reset\ndata: %s\n\n" % (
+                    served.seq,
+                    orjson.dumps(
+                        {
+                            "build_id": served.build_id,
+                            "reason": "the changes since that event are no longer kept: reload, then follow",
+                        }
+                    ),
+                )
             else:
                 for seq, build_id, watermark, per_view in self.events(resume):
                     if seq <= (self.dispatched or served.seq) and view.name in per_view:
                         opening += self.event_for(subscriber, seq, build_id, watermark, per_view[view.name])
         else:
-            opening += b"id: %d\nevent: ready\ndata: %s\n\n" % (served.seq, orjson.dumps(
-                {"build_id": served.build_id, "watermark": served.watermark}))
+            opening += b"id: %d\nevent: ready\ndata: %s\n\n" % (
+                served.seq,
+                orjson.dumps({"build_id": served.build_id, "watermark": served.watermark}),
+            )
         self.by_view.setdefault(view.name, set()).add(subscriber)
 
         async def hang_up() -> None:
@@ -145,7 +167,7 @@ class Streams:
             while True:
                 try:
                     event = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     event = b": keepalive\n\n"
                 if event is None:
                     break

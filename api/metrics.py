@@ -34,10 +34,12 @@ class Metrics:
         age = float("nan")
         if served.published_at:
             age = time.time() - datetime.fromisoformat(served.published_at).timestamp()
-        self.gauge_values = {"mirador_api_publication_age_seconds": age,
-                             "mirador_api_waiters": self.waiters,
-                             "mirador_api_sse_subscribers": streams.subscribers,
-                             "mirador_api_served_seq": served.seq}
+        self.gauge_values = {
+            "mirador_api_publication_age_seconds": age,
+            "mirador_api_waiters": self.waiters,
+            "mirador_api_sse_subscribers": streams.subscribers,
+            "mirador_api_served_seq": served.seq,
+        }
 
     def render(self) -> bytes:
         worker = f'worker="{os.getpid()}"'

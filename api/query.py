@@ -67,12 +67,19 @@ class Filter:
                 return text.startswith(pattern)
             return _like(text, pattern)
         op = self.operator
-        return {"eq": value == self.value, "ne": value != self.value, "gt": value > self.value,
-                "gte": value >= self.value, "lt": value < self.value, "lte": value <= self.value}[op]
+        return {
+            "eq": value == self.value,
+            "ne": value != self.value,
+            "gt": value > self.value,
+            "gte": value >= self.value,
+            "lt": value < self.value,
+            "lte": value <= self.value,
+        }[op]
 
 
 def _like(text: str, pattern: str) -> bool:
     import re
+
     regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
     return re.fullmatch(regex, text, re.S) is not None
 
@@ -87,11 +94,21 @@ def parse_filters(view: View, params: list[tuple[str, str]]) -> list[Filter]:
         operator = operator or "eq"
         column = view.by_name.get(column_name)
         if column is None:
-            raise BadQuery(f"view {view.name!r} has no column {column_name!r}", "unknown_column",
-                           view=view.name, column=column_name, columns=[c.name for c in view.columns])
+            raise BadQuery(
+                f"view {view.name!r} has no column {column_name!r}",
+                "unknown_column",
+                view=view.name,
+                column=column_name,
+                columns=[c.name for c in view.columns],
+            )
         if operator not in OPERATORS and operator not in ("in", "like", "startswith", "is_null"):
-            raise BadQuery(f"unknown operator {operator!r} in {name!r}; use one of eq, ne, gt, gte, lt, lte, in, "
-                           "like, startswith, is_null", "unknown_operator", column=column_name, operator=operator)
+            raise BadQuery(
+                f"unknown operator {operator!r} in {name!r}; use one of eq, ne, gt, gte, lt, lte, in, "
+                "like, startswith, is_null",
+                "unknown_operator",
+                column=column_name,
+                operator=operator,
+            )
         try:
             if operator == "is_null":
                 if raw.lower() not in ("true", "false", "1", "0"):
@@ -111,8 +128,7 @@ def parse_filters(view: View, params: list[tuple[str, str]]) -> list[Filter]:
                     raise BadValue(f"{column_name!r} ({column.duckdb_type}) has no order for __{operator}")
                 value = column.parse(raw)
         except BadValue as err:
-            raise BadQuery(f"bad value for {name!r}: {err}", "bad_value", column=column_name,
-                           value=raw) from None
+            raise BadQuery(f"bad value for {name!r}: {err}", "bad_value", column=column_name, value=raw) from None
         filters.append(Filter(column, operator, value, positions[column.name]))
     return filters
 
@@ -146,12 +162,16 @@ class Query:
         where = f"where {' and '.join(clauses)}" if clauses else ""
         names = ", ".join(quote(c.name) for c, _ in self.order)
         from api.store import table_of
-        return (f"select _json, {names} from {table_of(self.view.name)} {where} order by {order} limit ?",
-                [*args, self.limit + 1])
+
+        return (
+            f"select _json, {names} from {table_of(self.view.name)} {where} order by {order} limit ?",
+            [*args, self.limit + 1],
+        )
 
     def count_sql(self) -> tuple[str, list]:
         clauses, args = self.where()
         from api.store import table_of
+
         where = f"where {' and '.join(clauses)}" if clauses else ""
         return f"select count(*) from {table_of(self.view.name)} {where}", args
 
@@ -193,8 +213,11 @@ def parse(view: View, params: list[tuple[str, str]]) -> Query:
             desc, name = item.startswith("-"), item.lstrip("-")
             column = view.by_name.get(name)
             if column is None or not column.comparable and column.kind != "boolean":
-                raise BadQuery(f"cannot order {view.name!r} by {name!r}" + ("" if column else ": no such column"),
-                               "bad_order", column=name)
+                raise BadQuery(
+                    f"cannot order {view.name!r} by {name!r}" + ("" if column else ": no such column"),
+                    "bad_order",
+                    column=name,
+                )
             order.append((column, desc))
     else:
         order = [(view.by_name[name], desc) for name, desc in view.default_order]
@@ -206,8 +229,7 @@ def parse(view: View, params: list[tuple[str, str]]) -> Query:
         fields = values["fields"].split(",")
         for name in fields:
             if name not in view.by_name:
-                raise BadQuery(f"view {view.name!r} has no column {name!r} for fields", "unknown_column",
-                               column=name)
+                raise BadQuery(f"view {view.name!r} has no column {name!r} for fields", "unknown_column", column=name)
     try:
         limit = int(values.get("limit", DEFAULT_LIMIT))
     except ValueError:
@@ -217,8 +239,7 @@ def parse(view: View, params: list[tuple[str, str]]) -> Query:
     count = values.get("count")
     if count not in (None, "exact", "none"):
         raise BadQuery("count takes `exact` (or `none`)", "bad_count")
-    signature = [view.name, [(f.column.name, f.operator, f.value) for f in filters],
-                 [(c.name, d) for c, d in order]]
+    signature = [view.name, [(f.column.name, f.operator, f.value) for f in filters], [(c.name, d) for c, d in order]]
     fingerprint = hashlib.blake2b(orjson.dumps(signature, default=str), digest_size=6).hexdigest()
     query = Query(view, filters, order, fields, limit, count=count == "exact", fingerprint=fingerprint)
     if values.get("cursor"):
@@ -237,8 +258,9 @@ def _decode_cursor(token: str, fingerprint: str, width: int) -> list:
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise BadQuery("the cursor is not one this API gave out", "bad_cursor") from None
     if seen != fingerprint:
-        raise BadQuery("the cursor belongs to another query: keep the filters and order_by it was given with",
-                       "bad_cursor")
+        raise BadQuery(
+            "the cursor belongs to another query: keep the filters and order_by it was given with", "bad_cursor"
+        )
     return values
 
 
@@ -246,10 +268,14 @@ def parse_key(view: View, text: str) -> list:
     """`GET /views/{view}/{key}`: the key's values in `primary_key` order, comma-separated for a composite
     key (a value holding a comma is percent-encoded as %2C twice over: `%252C`)."""
     from urllib.parse import unquote
+
     parts = [unquote(p) for p in text.split(",")] if len(view.primary_key) > 1 else [text]
     if len(parts) != len(view.primary_key):
-        raise BadQuery(f"the key of {view.name!r} is {', '.join(view.primary_key)}: give {len(view.primary_key)} "
-                       "comma-separated values", "bad_key")
+        raise BadQuery(
+            f"the key of {view.name!r} is {', '.join(view.primary_key)}: give {len(view.primary_key)} "
+            "comma-separated values",
+            "bad_key",
+        )
     try:
         return [view.by_name[k].parse(p) for k, p in zip(view.primary_key, parts)]
     except BadValue as err:

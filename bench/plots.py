@@ -30,9 +30,11 @@ def freshness_over_time(windows: list[dict], path: Path) -> str:
     fig, axes = plt.subplots(1, len(windows), figsize=(SIZE[0], 3.0), sharey=True, squeeze=False)
     for ax, window in zip(axes[0], windows, strict=True):
         probes = [p for p in window["probes"] if p.get("commit")]
-        for key, label, style in (("ryw", "GET, read-your-writes", {"s": 6}),
-                                  ("poll", "GET, polling", {"s": 6, "alpha": 0.5}),
-                                  ("loaded", "raw (loader)", {"s": 4, "alpha": 0.5})):
+        for key, label, style in (
+            ("ryw", "GET, read-your-writes", {"s": 6}),
+            ("poll", "GET, polling", {"s": 6, "alpha": 0.5}),
+            ("loaded", "raw (loader)", {"s": 4, "alpha": 0.5}),
+        ):
             points = [(p["commit"] - window["start"], p[key] - p["commit"]) for p in probes if p.get(key)]
             if points:
                 ax.scatter(*zip(*points, strict=True), label=label, **style)
@@ -67,8 +69,13 @@ def freshness_throughput(windows: list[dict], path: Path) -> str:
     left.set_ylabel("commands/s reached")
     right = left.twinx()
     for key, style in (("p50", "s--"), ("p99", "^--")):
-        right.plot(asked, [w["figures"]["commit_to_get_ryw"][key] for w in windows], style, color="tab:red",
-                   label=f"commit -> GET {key}")
+        right.plot(
+            asked,
+            [w["figures"]["commit_to_get_ryw"][key] for w in windows],
+            style,
+            color="tab:red",
+            label=f"commit -> GET {key}",
+        )
     right.set_ylabel("seconds", color="tab:red")
     lines = left.get_legend_handles_labels()
     more = right.get_legend_handles_labels()

@@ -14,8 +14,15 @@ import time
 import httpx
 
 
-async def read_your_writes(http: httpx.AsyncClient, view: str, column: str, value: str, position: str,
-                           timeout: float = 60.0, wait: float = 10.0) -> float | None:
+async def read_your_writes(
+    http: httpx.AsyncClient,
+    view: str,
+    column: str,
+    value: str,
+    position: str,
+    timeout: float = 60.0,
+    wait: float = 10.0,
+) -> float | None:
     """When a GET naming `position` first returned the row; None after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -33,8 +40,9 @@ async def read_your_writes(http: httpx.AsyncClient, view: str, column: str, valu
     return None
 
 
-async def poll(http: httpx.AsyncClient, view: str, column: str, value: str, interval: float = 0.05,
-               timeout: float = 60.0) -> float | None:
+async def poll(
+    http: httpx.AsyncClient, view: str, column: str, value: str, interval: float = 0.05, timeout: float = 60.0
+) -> float | None:
     """When a plain GET, sent every `interval` seconds, first returned the row; None after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -32,9 +32,13 @@ class ScratchStack:
         self.home = home.resolve()
         jars = StackSettings().jars
         self.settings = StackSettings(home=self.home, jars_dir=jars, **PORTS)
-        self.env = {**os.environ, "MIRADOR_HOME": str(self.home), "MIRADOR_JARS_DIR": str(jars),
-                    "MIRADOR_API_PORT": str(API_PORT),
-                    **{f"MIRADOR_{key.upper()}": str(value) for key, value in PORTS.items()}}
+        self.env = {
+            **os.environ,
+            "MIRADOR_HOME": str(self.home),
+            "MIRADOR_JARS_DIR": str(jars),
+            "MIRADOR_API_PORT": str(API_PORT),
+            **{f"MIRADOR_{key.upper()}": str(value) for key, value in PORTS.items()},
+        }
 
     @property
     def api(self) -> str:

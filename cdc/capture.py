@@ -76,15 +76,26 @@ INSERT_WITH_NOTE = INSERT.replace("%(big_text)s\n)", "%(big_text)s, %(note)s\n)"
 def _row(id_: int, seed: int) -> dict:
     """A row of edge values: negatives, high precision, microseconds, pre-1970, unicode, NULL in arrays."""
     return {
-        "id": id_, "small": -32768 + seed, "int": 2147483647 - seed, "big": -9223372036854775808 + seed,
-        "num": f"-12345678901234567890.1234567890{seed}", "dec": f"-{seed}234567890.05",
-        "text": f"ünïcødé \"quoted\" line\nbreak {seed}", "varchar": f"varchar {seed}", "bool": seed % 2 == 0,
-        "date": f"19{60 + seed}-02-28", "time": f"23:59:59.12345{seed}",
-        "ts": f"1969-12-31 23:59:59.99999{seed}", "tstz": f"2026-03-29 01:30:00.12345{seed}+02",
-        "interval": f"1 year 2 mons {seed} days 04:05:06.789", "uuid": str(uuid.UUID(int=seed + 1)),
+        "id": id_,
+        "small": -32768 + seed,
+        "int": 2147483647 - seed,
+        "big": -9223372036854775808 + seed,
+        "num": f"-12345678901234567890.1234567890{seed}",
+        "dec": f"-{seed}234567890.05",
+        "text": f'ünïcødé "quoted" line\nbreak {seed}',
+        "varchar": f"varchar {seed}",
+        "bool": seed % 2 == 0,
+        "date": f"19{60 + seed}-02-28",
+        "time": f"23:59:59.12345{seed}",
+        "ts": f"1969-12-31 23:59:59.99999{seed}",
+        "tstz": f"2026-03-29 01:30:00.12345{seed}+02",
+        "interval": f"1 year 2 mons {seed} days 04:05:06.789",
+        "uuid": str(uuid.UUID(int=seed + 1)),
         "json": json.dumps({"nested": {"list": [1, 2.5, None, "x"]}, "seed": seed}),
-        "tags": ["a", None, 'with "quote"', f"t{seed}"], "bytes": bytes([0, 255, seed % 256]),
-        "mood": ("happy", "sad", "ok")[seed % 3], "big_text": "".join(f"{i:05d}|" for i in range(2000)),
+        "tags": ["a", None, 'with "quote"', f"t{seed}"],
+        "bytes": bytes([0, 255, seed % 256]),
+        "mood": ("happy", "sad", "ok")[seed % 3],
+        "big_text": "".join(f"{i:05d}|" for i in range(2000)),
     }
 
 
@@ -97,12 +108,27 @@ STEPS: list[tuple[str, list[tuple[str, dict | None]], int]] = [
     ("update", [("update all_types set big_text = repeat('z', 9000), dec_col = 0.10 where id = 3", None)], 1),
     ("key_change", [("update all_types set id = 30 where id = 3", None)], 3),
     ("delete", [("delete from all_types where id = 1", None)], 2),
-    ("transaction", [(INSERT, _row(4, 4)), (INSERT, _row(5, 5)),
-                     ("update all_types set small_col = 1 where id = 4", None)], 3),
-    ("add_column", [("alter table all_types add column note text default 'new'", None),
-                    (INSERT_WITH_NOTE, _row(6, 6) | {"note": "added"})], 1),
-    ("widen_column", [("alter table all_types alter column int_col type bigint", None),
-                      (INSERT_WITH_NOTE, _row(7, 7) | {"int": 9_000_000_000, "note": None})], 1),
+    (
+        "transaction",
+        [(INSERT, _row(4, 4)), (INSERT, _row(5, 5)), ("update all_types set small_col = 1 where id = 4", None)],
+        3,
+    ),
+    (
+        "add_column",
+        [
+            ("alter table all_types add column note text default 'new'", None),
+            (INSERT_WITH_NOTE, _row(6, 6) | {"note": "added"}),
+        ],
+        1,
+    ),
+    (
+        "widen_column",
+        [
+            ("alter table all_types alter column int_col type bigint", None),
+            (INSERT_WITH_NOTE, _row(7, 7) | {"int": 9_000_000_000, "note": None}),
+        ],
+        1,
+    ),
     ("truncate", [("truncate all_types", None)], 1),
 ]
 
@@ -111,8 +137,7 @@ def capture_fixtures(settings: StackSettings, out: Path) -> dict[Path, int]:
     """Drive the table through every change kind and write what Debezium sent. Needs `stack up`."""
     name = f"mirador-{DATABASE}"
     config = connect.load_config(connect.connector_files(("customers",))[0], connect.placeholders(settings))
-    config |= {"name": name, "database.dbname": DATABASE, "topic.prefix": DATABASE,
-               "slot.name": f"mirador_{DATABASE}"}
+    config |= {"name": name, "database.dbname": DATABASE, "topic.prefix": DATABASE, "slot.name": f"mirador_{DATABASE}"}
     _reset(settings, name, config)
     try:
         with psycopg.connect(postgres.service_dsn(settings, DATABASE), autocommit=True) as conn:
@@ -145,37 +170,45 @@ def _reset(settings: StackSettings, connector: str, config: dict[str, str]) -> N
     """Remove the connector with its offsets, its topics, its slot and the scratch database."""
     connect.reset(settings, connector, config)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    topics = [t for t in admin.list_topics(timeout=10).topics
-              if t.startswith(f"{DATABASE}.") or t == DEBEZIUM_HEARTBEAT_TOPIC]
+    topics = [
+        t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{DATABASE}.") or t == DEBEZIUM_HEARTBEAT_TOPIC
+    ]
     for future in admin.delete_topics(topics).values() if topics else []:
         future.result()
     with psycopg.connect(postgres.superuser_dsn(settings), autocommit=True) as conn:
         deadline = time.monotonic() + 30
-        while conn.execute("select 1 from pg_replication_slots where slot_name = %s and active",
-                           (f"mirador_{DATABASE}",)).fetchone():
+        while conn.execute(
+            "select 1 from pg_replication_slots where slot_name = %s and active", (f"mirador_{DATABASE}",)
+        ).fetchone():
             if time.monotonic() > deadline:
                 raise StackError(f"slot mirador_{DATABASE} is still in use after its connector was deleted")
             time.sleep(0.5)
-        conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = %s",
-                     (f"mirador_{DATABASE}",))
+        conn.execute(
+            "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = %s",
+            (f"mirador_{DATABASE}",),
+        )
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
     postgres.bootstrap(settings, services=(DATABASE,))
 
 
 def _rows(conn: psycopg.Connection) -> list[dict]:
     """Postgres's own text for every column of every row, the truth decoded values are checked against."""
-    query = "select jsonb_object_agg(key, value) from all_types t, jsonb_each_text(to_jsonb(t)) group by t.id order by t.id"
+    query = (
+        "select jsonb_object_agg(key, value) from all_types t, jsonb_each_text(to_jsonb(t)) group by t.id order by t.id"
+    )
     return [row[0] for row in conn.execute(query)]
 
 
 def _consumer(settings: StackSettings) -> Consumer:
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "group.id": f"mirador-capture-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "topic.metadata.refresh.interval.ms": 1000,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"mirador-capture-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
     consumer.subscribe([f"^{DATABASE}\\..*", DEBEZIUM_HEARTBEAT_TOPIC])
     return consumer
 
@@ -191,8 +224,9 @@ def _drain(consumer: Consumer, count: int, topic: str = TOPIC, timeout: float = 
         if len(data) >= count and {_tx(m) for m in data} <= ended | {None}:
             return step
         if time.monotonic() > deadline:
-            raise StackError(f"expected {count} messages on {topic} with their transactions' ends, "
-                             f"got {len(data)} in {timeout:.0f}s")
+            raise StackError(
+                f"expected {count} messages on {topic} with their transactions' ends, got {len(data)} in {timeout:.0f}s"
+            )
         msg = consumer.poll(0.2)
         if msg is None:
             continue

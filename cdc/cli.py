@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from cdc import jars, stack as stack_ops
+from cdc import jars
+from cdc import stack as stack_ops
 from cdc.config import StackSettings
 from cdc.errors import StackError
 
@@ -66,15 +67,21 @@ def status(as_json: bool) -> None:
     else:
         for name, c in report["components"].items():
             colour = "green" if c["state"] == "up" else "red"
-            click.echo(f"{name:<10} " + click.style(f"{c['state']:<5}", fg=colour)
-                       + f" {c['mode']:<9} {c['address']:<28} pid {c['pid'] or '-'}")
+            click.echo(
+                f"{name:<10} "
+                + click.style(f"{c['state']:<5}", fg=colour)
+                + f" {c['mode']:<9} {c['address']:<28} pid {c['pid'] or '-'}"
+            )
         for c in report["connectors"]:
             click.echo(f"connector  {c['name']:<20} {c['state']:<8} tasks {','.join(c['tasks']) or '-'}")
         for slot in report["slots"]:
-            click.echo(f"slot       {slot['slot_name']:<20} {'active' if slot['active'] else 'inactive':<8} "
-                       f"retains {slot['retained_bytes'] / 2**20:.1f} MiB")
+            click.echo(
+                f"slot       {slot['slot_name']:<20} {'active' if slot['active'] else 'inactive':<8} "
+                f"retains {slot['retained_bytes'] / 2**20:.1f} MiB"
+            )
     healthy = all(c["state"] == "up" for c in report["components"].values()) and all(
-        c["state"] == "RUNNING" and all(t == "RUNNING" for t in c["tasks"]) for c in report["connectors"])
+        c["state"] == "RUNNING" and all(t == "RUNNING" for t in c["tasks"]) for c in report["connectors"]
+    )
     sys.exit(0 if healthy else 1)
 
 
@@ -91,8 +98,13 @@ def jars_cmd(force: bool) -> None:
 
 
 @stack.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("tests/fixtures/debezium"),
-              show_default=True, help="Where the .jsonl fixtures go.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("tests/fixtures/debezium"),
+    show_default=True,
+    help="Where the .jsonl fixtures go.",
+)
 def capture(out: Path) -> None:
     """Capture real Debezium messages for every change kind into JSONL test fixtures."""
     from cdc.capture import capture_fixtures

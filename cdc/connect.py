@@ -13,7 +13,8 @@ import httpx
 from cdc import jars, jvm, postgres
 from cdc.config import SERVICES, StackSettings
 from cdc.errors import StackError
-from cdc.processes import require_free_port, running_pid, spawn, stop as stop_pid, tail, wait_until
+from cdc.processes import require_free_port, running_pid, spawn, tail, wait_until
+from cdc.processes import stop as stop_pid
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +77,30 @@ def start(settings: StackSettings) -> bool:
     require_free_port("127.0.0.1", settings.connect_port, "Kafka Connect", "MIRADOR_CONNECT_PORT")
     config = settings.run / "connect-distributed.properties"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(WORKER_PROPERTIES.format(
-        bootstrap=settings.kafka_bootstrap_servers, port=settings.connect_port,
-        plugin_path=jars.plugin_path(settings)))
+    config.write_text(
+        WORKER_PROPERTIES.format(
+            bootstrap=settings.kafka_bootstrap_servers,
+            port=settings.connect_port,
+            plugin_path=jars.plugin_path(settings),
+        )
+    )
     log.info("starting Kafka Connect on 127.0.0.1:%s", settings.connect_port)
-    cmd = jvm.command(settings, NAME, settings.connect_heap, jars.kafka_classpath(settings),
-                      "org.apache.kafka.connect.cli.ConnectDistributed", str(config))
+    cmd = jvm.command(
+        settings,
+        NAME,
+        settings.connect_heap,
+        jars.kafka_classpath(settings),
+        "org.apache.kafka.connect.cli.ConnectDistributed",
+        str(config),
+    )
     started = spawn(cmd, _pidfile(settings), jvm.out_file(settings, NAME))
-    wait_until(lambda: healthy(settings), what="Kafka Connect", timeout=settings.startup_timeout,
-               log=settings.logs / f"{NAME}.log", pid=started)
+    wait_until(
+        lambda: healthy(settings),
+        what="Kafka Connect",
+        timeout=settings.startup_timeout,
+        log=settings.logs / f"{NAME}.log",
+        pid=started,
+    )
     return True
 
 
@@ -95,6 +111,7 @@ def stop(settings: StackSettings) -> bool:
 
 
 # -- Connectors ------------------------------------------------------------------------------------
+
 
 def placeholders(settings: StackSettings) -> dict[str, str]:
     """Values substituted into `cdc/connectors/*.json`: where Connect finds Postgres, and as whom."""
@@ -144,8 +161,9 @@ def reset(settings: StackSettings, name: str, config: dict[str, str]) -> None:
     """
     with client(settings) as http:
         if http.get(f"/connectors/{name}").status_code == 404:
-            http.post("/connectors", json={"name": name, "config": config, "initial_state": "STOPPED"}
-                      ).raise_for_status()
+            http.post(
+                "/connectors", json={"name": name, "config": config, "initial_state": "STOPPED"}
+            ).raise_for_status()
         else:
             http.put(f"/connectors/{name}/stop").raise_for_status()
         deadline = time.monotonic() + 30
@@ -176,13 +194,18 @@ def wait_running(settings: StackSettings, name: str, timeout: float) -> None:
         failed = [t for t in [state["connector"], *state["tasks"]] if t["state"] == "FAILED"]
         if failed:
             trace = (failed[0].get("trace") or "").splitlines()[:8]
-            raise StackError(f"connector {name} FAILED", "fix the cause, then run `mirador stack up` again",
-                             "\n".join(f"    {line}" for line in trace))
+            raise StackError(
+                f"connector {name} FAILED",
+                "fix the cause, then run `mirador stack up` again",
+                "\n".join(f"    {line}" for line in trace),
+            )
         if state["tasks"] and all(s == "RUNNING" for s in states):
             return
         if time.monotonic() > deadline:
-            raise StackError(f"connector {name} was not RUNNING after {timeout:.0f}s (states: {states})",
-                             log=tail(settings.logs / f"{NAME}.log"))
+            raise StackError(
+                f"connector {name} was not RUNNING after {timeout:.0f}s (states: {states})",
+                log=tail(settings.logs / f"{NAME}.log"),
+            )
         time.sleep(0.5)
 
 

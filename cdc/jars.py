@@ -64,8 +64,17 @@ def resolve(settings: StackSettings, *, force: bool = False) -> Path:
     for profile, (out, extra) in targets.items():
         log.info("resolving %s jars from Maven Central (cached in ~/.m2 after the first time)", profile)
         cmd = [
-            settings.maven, "-B", "-q", *shlex.split(settings.maven_args), "-f", str(POM), "-P", profile,
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={out}",
+            settings.maven,
+            "-B",
+            "-q",
+            *shlex.split(settings.maven_args),
+            "-f",
+            str(POM),
+            "-P",
+            profile,
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={out}",
             *extra,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -41,8 +41,10 @@ def require_java(settings: StackSettings) -> str:
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     match = re.search(r'version "(\d+)', out)
     if not match or int(match.group(1)) < 17:
-        raise StackError(f"{java} is not Java 17 or newer ({out.splitlines()[0] if out else '?'})",
-                         "install Java 17 or set MIRADOR_JAVA to a Java 17+ executable")
+        raise StackError(
+            f"{java} is not Java 17 or newer ({out.splitlines()[0] if out else '?'})",
+            "install Java 17 or set MIRADOR_JAVA to a Java 17+ executable",
+        )
     return java
 
 
@@ -53,12 +55,18 @@ def command(settings: StackSettings, name: str, heap: str, classpath: str, main:
     config.write_text(LOG4J2.format(log=settings.logs / f"{name}.log"))
     return [
         require_java(settings),
-        f"-Xms{heap}", f"-Xmx{heap}",
-        "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={config}",
         f"-Dmirador.home={settings.home}",
-        "-cp", classpath, main, *args,
+        "-cp",
+        classpath,
+        main,
+        *args,
     ]
 
 

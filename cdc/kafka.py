@@ -12,7 +12,8 @@ from confluent_kafka.admin import AdminClient
 from cdc import jars, jvm
 from cdc.config import StackSettings
 from cdc.errors import StackError
-from cdc.processes import require_free_port, running_pid, spawn, stop as stop_pid, tail, wait_until
+from cdc.processes import require_free_port, running_pid, spawn, tail, wait_until
+from cdc.processes import stop as stop_pid
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +68,51 @@ def start(settings: StackSettings) -> bool:
     """Format the log dir once and start the broker; False if ours was already running."""
     if pid(settings):
         return False
-    for port, key in ((settings.kafka_port, "MIRADOR_KAFKA_PORT"),
-                      (settings.kafka_controller_port, "MIRADOR_KAFKA_CONTROLLER_PORT")):
+    for port, key in (
+        (settings.kafka_port, "MIRADOR_KAFKA_PORT"),
+        (settings.kafka_controller_port, "MIRADOR_KAFKA_CONTROLLER_PORT"),
+    ):
         require_free_port("127.0.0.1", port, "Kafka", key)
     data = settings.home / "kafka"
     config = settings.run / "kafka-server.properties"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(SERVER_PROPERTIES.format(
-        port=settings.kafka_port, controller_port=settings.kafka_controller_port, log_dirs=data))
+    config.write_text(
+        SERVER_PROPERTIES.format(
+            port=settings.kafka_port, controller_port=settings.kafka_controller_port, log_dirs=data
+        )
+    )
     classpath = jars.kafka_classpath(settings)
     if not (data / "meta.properties").exists():
         cluster_id = "-"
         while cluster_id.startswith("-"):  # as Kafka's own ids: a leading "-" would read as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = jvm.command(settings, "kafka-storage", "256m", classpath, "kafka.tools.StorageTool",
-                          "format", "-t", cluster_id, "-c", str(config))
+        cmd = jvm.command(
+            settings,
+            "kafka-storage",
+            "256m",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise StackError(f"formatting the Kafka log dir failed: {proc.stderr.strip() or proc.stdout}")
     log.info("starting Kafka on 127.0.0.1:%s", settings.kafka_port)
     out = jvm.out_file(settings, NAME)
-    started = spawn(jvm.command(settings, NAME, settings.kafka_heap, classpath, "kafka.Kafka", str(config)),
-                    _pidfile(settings), out)
-    wait_until(lambda: healthy(settings.kafka_bootstrap_servers), what="Kafka",
-               timeout=settings.startup_timeout, log=settings.logs / f"{NAME}.log", pid=started)
+    started = spawn(
+        jvm.command(settings, NAME, settings.kafka_heap, classpath, "kafka.Kafka", str(config)), _pidfile(settings), out
+    )
+    wait_until(
+        lambda: healthy(settings.kafka_bootstrap_servers),
+        what="Kafka",
+        timeout=settings.startup_timeout,
+        log=settings.logs / f"{NAME}.log",
+        pid=started,
+    )
     return True
 
 

@@ -61,6 +61,7 @@ PUBLICATION_EXISTS = "select 1 from pg_publication where pubname = %s"
 
 # -- Binaries and OS user ---------------------------------------------------------------------------
 
+
 def bin_dir(settings: StackSettings) -> Path:
     """The directory holding initdb and pg_ctl, preferring PostgreSQL 15."""
     if settings.pg_bin_dir:  # named explicitly: no silent fallback to another installation
@@ -147,6 +148,7 @@ def _log_file(settings: StackSettings) -> Path:
 
 # -- Cluster lifecycle -----------------------------------------------------------------------------
 
+
 def superuser_dsn(settings: StackSettings, dbname: str = "postgres") -> str:
     if settings.pg_dsn:
         return make_conninfo(settings.pg_dsn, dbname=dbname)
@@ -210,16 +212,32 @@ def init_cluster(settings: StackSettings) -> None:
         try:
             log.info("initialising a PostgreSQL cluster in %s", data)
             _run_pg(
-                settings, "initdb", "-D", data, "-U", "postgres", "--pwfile", pw.name,
-                "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C",
+                settings,
+                "initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--pwfile",
+                pw.name,
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
             )
         finally:
             os.unlink(pw.name)
     socket_dir = _owned_dir(data.parent / "run", user)
-    _write_as(user, data / "mirador.conf", CONFIG.format(
-        host=settings.pg_host, port=settings.pg_port, socket_dir=socket_dir,
-        max_slot_wal_keep_size=settings.pg_max_slot_wal_keep_size,
-    ))
+    _write_as(
+        user,
+        data / "mirador.conf",
+        CONFIG.format(
+            host=settings.pg_host,
+            port=settings.pg_port,
+            socket_dir=socket_dir,
+            max_slot_wal_keep_size=settings.pg_max_slot_wal_keep_size,
+        ),
+    )
     _write_as(user, data / "pg_hba.conf", HBA.format(cdc_user=settings.cdc_user))
     conf = data / "postgresql.conf"
     if "include_if_exists = 'mirador.conf'" not in conf.read_text():
@@ -242,12 +260,10 @@ def start(settings: StackSettings) -> bool:
     init_cluster(settings)
     logfile = _log_file(settings)
     log.info("starting PostgreSQL on %s:%s", settings.pg_host, settings.pg_port)
-    proc = _run_pg(settings, "pg_ctl", "start", "-D", data_dir(settings), "-l", logfile, "-w", "-t", "60",
-                   check=False)
+    proc = _run_pg(settings, "pg_ctl", "start", "-D", data_dir(settings), "-l", logfile, "-w", "-t", "60", check=False)
     if proc.returncode != 0:
         raise StackError("PostgreSQL did not start", log=tail(logfile))
-    wait_until(lambda: accepts_connections(settings), what="PostgreSQL", timeout=settings.startup_timeout,
-               log=logfile)
+    wait_until(lambda: accepts_connections(settings), what="PostgreSQL", timeout=settings.startup_timeout, log=logfile)
     return True
 
 
@@ -261,6 +277,7 @@ def stop(settings: StackSettings) -> bool:
 
 # -- Service databases -----------------------------------------------------------------------------
 
+
 def bootstrap(settings: StackSettings, services: tuple[str, ...] = SERVICES) -> None:
     """Idempotently create each service's role and database, the Debezium role and the publications."""
     service_pw = settings.pg_service_password.get_secret_value()
@@ -271,8 +288,9 @@ def bootstrap(settings: StackSettings, services: tuple[str, ...] = SERVICES) -> 
         for service in services:
             _ensure_role(conn, service, service_pw)
             if not conn.execute(DATABASE_EXISTS, (service,)).fetchone():
-                conn.execute(sql.SQL("create database {} owner {}").format(
-                    sql.Identifier(service), sql.Identifier(service)))
+                conn.execute(
+                    sql.SQL("create database {} owner {}").format(sql.Identifier(service), sql.Identifier(service))
+                )
             conn.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(service), cdc))
     for service in services:
         with psycopg.connect(superuser_dsn(settings, service), autocommit=True) as conn:
@@ -281,9 +299,14 @@ def bootstrap(settings: StackSettings, services: tuple[str, ...] = SERVICES) -> 
 
 def _ensure_role(conn: psycopg.Connection, name: str, password: str, replication: bool = False) -> None:
     verb = "alter" if conn.execute(ROLE_EXISTS, (name,)).fetchone() else "create"
-    conn.execute(sql.SQL("{} role {} with login {} password {}").format(
-        sql.SQL(verb), sql.Identifier(name),
-        sql.SQL("replication" if replication else "noreplication"), sql.Literal(password)))
+    conn.execute(
+        sql.SQL("{} role {} with login {} password {}").format(
+            sql.SQL(verb),
+            sql.Identifier(name),
+            sql.SQL("replication" if replication else "noreplication"),
+            sql.Literal(password),
+        )
+    )
 
 
 def _prepare_database(conn: psycopg.Connection, owner: str, cdc: sql.Identifier) -> None:
@@ -293,20 +316,21 @@ def _prepare_database(conn: psycopg.Connection, owner: str, cdc: sql.Identifier)
     heartbeat = sql.Identifier(SCHEMA, "heartbeat")
     for statement in (
         sql.SQL("create schema if not exists {} authorization {}").format(schema, own),
-        sql.SQL("create table if not exists {} (id int primary key, beat_at timestamptz not null)")
-        .format(heartbeat),
+        sql.SQL("create table if not exists {} (id int primary key, beat_at timestamptz not null)").format(heartbeat),
         sql.SQL("alter table {} owner to {}").format(heartbeat, own),
         sql.SQL("grant usage on schema public, {} to {}").format(schema, cdc),
         sql.SQL("grant select on all tables in schema public to {}").format(cdc),
-        sql.SQL("alter default privileges for role {} in schema public grant select on tables to {}")
-        .format(own, cdc),
+        sql.SQL("alter default privileges for role {} in schema public grant select on tables to {}").format(own, cdc),
         sql.SQL("grant select, insert, update on {} to {}").format(heartbeat, cdc),
     ):
         conn.execute(statement)
     if not conn.execute(PUBLICATION_EXISTS, (PUBLICATION,)).fetchone():
         # FOR TABLES IN SCHEMA needs a superuser, which is why Debezium does not create it.
-        conn.execute(sql.SQL("create publication {} for tables in schema public, table {}").format(
-            sql.Identifier(PUBLICATION), heartbeat))
+        conn.execute(
+            sql.SQL("create publication {} for tables in schema public, table {}").format(
+                sql.Identifier(PUBLICATION), heartbeat
+            )
+        )
 
 
 def slots(settings: StackSettings) -> list[dict]:

@@ -46,8 +46,10 @@ def up(settings: StackSettings, *, connectors: bool = True) -> Startup:
         if settings.pg_dsn:
             startup.external.append("postgres")
             if not postgres.accepts_connections(settings):
-                raise StackError("the Postgres named by MIRADOR_PG_DSN does not accept connections",
-                                 "check the DSN, or unset MIRADOR_PG_DSN to run a native cluster")
+                raise StackError(
+                    "the Postgres named by MIRADOR_PG_DSN does not accept connections",
+                    "check the DSN, or unset MIRADOR_PG_DSN to run a native cluster",
+                )
         else:
             _timed(startup, "postgres", lambda: postgres.start(settings))
         postgres.bootstrap(settings)
@@ -89,8 +91,7 @@ def stop_components(settings: StackSettings, names: list[str]) -> list[str]:
 
 
 def _owned(settings: StackSettings, name: str) -> bool:
-    return not {"postgres": settings.pg_dsn, "kafka": settings.kafka_bootstrap,
-                "connect": settings.connect_url}[name]
+    return not {"postgres": settings.pg_dsn, "kafka": settings.kafka_bootstrap, "connect": settings.connect_url}[name]
 
 
 def status(settings: StackSettings) -> dict:
@@ -101,7 +102,7 @@ def status(settings: StackSettings) -> dict:
         "state": "up" if pg_up else "down",
         "mode": "external" if settings.pg_dsn else "native",
         "pid": None if settings.pg_dsn else postgres.pid(settings) if pg_up else None,
-        "address": "%s:%s" % postgres.endpoint(settings),
+        "address": "{}:{}".format(*postgres.endpoint(settings)),
     }
     kafka_up = kafka.healthy(settings.kafka_bootstrap_servers, timeout=1.5)
     components["kafka"] = {
@@ -124,10 +125,12 @@ def status(settings: StackSettings) -> dict:
     if connect_up:
         for service in SERVICES:
             state = connect.status(settings, f"mirador-{service}")
-            connectors.append({
-                "name": state["name"],
-                "state": state["connector"]["state"],
-                "tasks": [task["state"] for task in state["tasks"]],
-            })
+            connectors.append(
+                {
+                    "name": state["name"],
+                    "state": state["connector"]["state"],
+                    "tasks": [task["state"] for task in state["tasks"]],
+                }
+            )
     slots = postgres.slots(settings) if pg_up else []
     return {"components": components, "connectors": connectors, "slots": slots}

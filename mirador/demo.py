@@ -96,8 +96,11 @@ class Demo:
         return "(already running)" if already else ""
 
     def start_traffic(self) -> str:
-        process.spawn(mirador("simulate", "--rate", f"{self.rate:g}", "--duration", "0", "--seed",
-                              str(int(time.time()))), self.run_dir / "demo-simulate.pid", self.logs / "simulate.log")
+        process.spawn(
+            mirador("simulate", "--rate", f"{self.rate:g}", "--duration", "0", "--seed", str(int(time.time()))),
+            self.run_dir / "demo-simulate.pid",
+            self.logs / "simulate.log",
+        )
         self.started.append("simulate")
         return f"{self.rate:g} commands/s, log {self.logs / 'simulate.log'}"
 
@@ -121,7 +124,7 @@ class Demo:
         click.echo(f"""
   the page (live views, an order form)  {api}/?orders={orders}
   the read API's docs                   {api}/docs
-  the services' docs                    {'  '.join(f'{s.url}/docs' for s in self.services)}
+  the services' docs                    {"  ".join(f"{s.url}/docs" for s in self.services)}
   a view over GET                       curl '{api}/views/orders_with_invoices?limit=3'
   the stack                             mirador stack status
 """)
@@ -134,17 +137,25 @@ class Demo:
             self.stop_started()
             return {"verify": "not run: the demo did not start"}
         self.stop_started("simulate")
-        sent = re.findall(r"^(\d+) commands in ([\d.]+)s: ([\d.]+) commands/s.*$",
-                          (self.logs / "simulate.log").read_text(errors="replace"), re.M)
-        summary["commands sent"] = (f"{sent[-1][0]} in {float(sent[-1][1]):.0f} s ({sent[-1][2]}/s)" if sent
-                                    else "(no summary in the log)")
+        sent = re.findall(
+            r"^(\d+) commands in ([\d.]+)s: ([\d.]+) commands/s.*$",
+            (self.logs / "simulate.log").read_text(errors="replace"),
+            re.M,
+        )
+        summary["commands sent"] = (
+            f"{sent[-1][0]} in {float(sent[-1][1]):.0f} s ({sent[-1][2]}/s)" if sent else "(no summary in the log)"
+        )
         click.echo("  checking the views against the services' databases (mirador verify) ...")
         verify = subprocess.run(mirador("verify", "--timeout", "180"), capture_output=True, text=True)
         lines = (verify.stdout + verify.stderr).strip().splitlines()
         views = re.findall(r"^\s+(\w+)\s+([\d,]+) rows\s+ok$", verify.stdout, re.M)
-        summary["verify"] = (f"passed: {len(views)} view tables equal the services' databases ("
-                             + ", ".join(f"{name} {rows} rows" for name, rows in views) + ")"
-                             if verify.returncode == 0 else f"FAILED (exit {verify.returncode})")
+        summary["verify"] = (
+            f"passed: {len(views)} view tables equal the services' databases ("
+            + ", ".join(f"{name} {rows} rows" for name, rows in views)
+            + ")"
+            if verify.returncode == 0
+            else f"FAILED (exit {verify.returncode})"
+        )
         if verify.returncode:
             click.echo("\n".join(f"    {line}" for line in lines[-20:]))
         self.stop_started("simulate", "serve", "run")
@@ -175,8 +186,10 @@ class Demo:
     def counts(self) -> dict[str, str]:
         """Changes landed and publications made since the demo began, from the warehouse's own ledger."""
         since = self.began.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        query = (f"select (select coalesce(sum(events), 0) from loader.batches where committed_at >= '{since}'), "
-                 f"(select count(*) from loader.builds where success and finished_at >= '{since}')")
+        query = (
+            f"select (select coalesce(sum(events), 0) from loader.batches where committed_at >= '{since}'), "
+            f"(select count(*) from loader.builds where success and finished_at >= '{since}')"
+        )
         done = subprocess.run(mirador("sql", "--csv", "--timeout", "60", query), capture_output=True, text=True)
         try:
             events, builds = done.stdout.strip().splitlines()[-1].split(",")
@@ -194,10 +207,19 @@ def stop_running_demo(home: Path) -> bool:
 
 
 @click.command()
-@click.option("--seconds", type=click.FloatRange(min=0), default=0,
-              help="Run this long, then stop (default 0: until Ctrl-C or `mirador demo --stop`).")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=20, show_default=True,
-              help="Commands per second the simulated shop sends.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Run this long, then stop (default 0: until Ctrl-C or `mirador demo --stop`).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=20,
+    show_default=True,
+    help="Commands per second the simulated shop sends.",
+)
 @click.option("--stop", is_flag=True, help="Stop a running demo (what `make down` does first).")
 def demo(seconds: float, rate: float, stop: bool) -> None:
     """The system live: the stack, the services, `mirador run`, `mirador serve` and shop traffic,
@@ -217,19 +239,24 @@ def demo(seconds: float, rate: float, stop: bool) -> None:
         signal.signal(sig, lambda *_: session.stopping.set())
     click.echo("starting")
     try:
-        for what, start in (("the CDC stack (Postgres, Kafka, Connect)", session.start_stack),
-                            ("the write services", session.start_services),
-                            ("mirador run (load -> build -> publish)", session.start_run),
-                            ("mirador serve (the read API)", session.start_serve),
-                            ("shop traffic (mirador simulate)", session.start_traffic),
-                            ("the first live row through the read API", session.first_live_row)):
+        for what, start in (
+            ("the CDC stack (Postgres, Kafka, Connect)", session.start_stack),
+            ("the write services", session.start_services),
+            ("mirador run (load -> build -> publish)", session.start_run),
+            ("mirador serve (the read API)", session.start_serve),
+            ("shop traffic (mirador simulate)", session.start_traffic),
+            ("the first live row through the read API", session.first_live_row),
+        ):
             if session.stopping.is_set():
                 break
             session.step(what, start)
         if not session.stopping.is_set():
             session.where_to_look()
-            click.echo(f"running for {seconds:g} s" if seconds else
-                       "running until Ctrl-C (or `make down` from another terminal)")
+            click.echo(
+                f"running for {seconds:g} s"
+                if seconds
+                else "running until Ctrl-C (or `make down` from another terminal)"
+            )
             deadline = time.monotonic() + seconds if seconds else None
             while not session.stopping.wait(0.5):
                 if deadline and time.monotonic() >= deadline:

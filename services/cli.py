@@ -32,8 +32,11 @@ def services() -> None:
 
 @services.command()
 @click.argument("names", nargs=-1, type=click.Choice(NAMES))
-@click.option("--workers", type=click.IntRange(1, 64), help="uvicorn workers per service "
-              "(default: MIRADOR_<SERVICE>_WORKERS, else 1).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="uvicorn workers per service (default: MIRADOR_<SERVICE>_WORKERS, else 1).",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds each service may take to be ready.")
 def up(names: tuple[str, ...], workers: int | None, timeout: float) -> None:
     """Start the services (all, or those named) and wait until each answers /readyz; idempotent."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from mirador.home import default_home
 from mirador import processes as process
+from mirador.home import default_home
 from services.common import db
 from services.common.config import ServiceSettings
 from services.customers.config import CustomersSettings
@@ -59,8 +59,9 @@ def ready(settings: ServiceSettings) -> bool:
         return False
 
 
-def up(names: list[str], *, workers: int | None = None, home: Path | None = None,
-       timeout: float = 60.0) -> list[Running]:
+def up(
+    names: list[str], *, workers: int | None = None, home: Path | None = None, timeout: float = 60.0
+) -> list[Running]:
     """Start each named service that is not running, all at once, and wait until each answers /readyz."""
     home = home or default_home()
     running, starting = [], []
@@ -74,16 +75,35 @@ def up(names: list[str], *, workers: int | None = None, home: Path | None = None
         if process.port_in_use(settings.host, settings.port):
             raise ServiceError(
                 f"port {settings.host}:{settings.port} for the {name} service is already in use by another "
-                f"process\n  fix: stop it, or choose another port with MIRADOR_{name.upper()}_PORT=<port>")
+                f"process\n  fix: stop it, or choose another port with MIRADOR_{name.upper()}_PORT=<port>"
+            )
         try:
             db.probe(settings)
         except db.DatabaseUnreachable as err:
             raise ServiceError(str(err)) from None
-        argv = [sys.executable, "-m", "uvicorn", "--factory", _app(name),
-                "--host", settings.host, "--port", str(settings.port), "--workers", str(n_workers),
-                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "5",
-                # Nothing reads the client's address or wants a Server header: two less steps per request.
-                "--no-proxy-headers", "--no-server-header"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            _app(name),
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+            "--workers",
+            str(n_workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+            # Nothing reads the client's address or wants a Server header: two less steps per request.
+            "--no-proxy-headers",
+            "--no-server-header",
+        ]
         pid = process.spawn(argv, pidfile, log, env={f"MIRADOR_{name.upper()}_PORT": str(settings.port)})
         starting.append((Running(name, pid, settings.base_url, True, n_workers), settings, log))
     try:
@@ -99,11 +119,14 @@ def _wait_ready(name: str, settings: ServiceSettings, pid: int, log: Path, timeo
     deadline = time.monotonic() + timeout
     while not ready(settings):
         if not process.alive(pid):
-            raise ServiceError(f"the {name} service exited during start-up\n  last lines of {log}:\n"
-                               + process.tail(log))
+            raise ServiceError(
+                f"the {name} service exited during start-up\n  last lines of {log}:\n" + process.tail(log)
+            )
         if time.monotonic() > deadline:
-            raise ServiceError(f"the {name} service did not answer {settings.base_url}/readyz within "
-                               f"{timeout:.0f}s\n  last lines of {log}:\n" + process.tail(log))
+            raise ServiceError(
+                f"the {name} service did not answer {settings.base_url}/readyz within "
+                f"{timeout:.0f}s\n  last lines of {log}:\n" + process.tail(log)
+            )
         time.sleep(0.1)
 
 

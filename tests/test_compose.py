@@ -26,16 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-import jsonschema
-import pytest
-import yaml
-
 import click
 import httpx
+import jsonschema
 import psycopg.conninfo
-from uvicorn.main import main as uvicorn_cli
+import pytest
+import yaml
 from pydantic import AliasChoices, SecretStr
 from pydantic_settings import BaseSettings
+from uvicorn.main import main as uvicorn_cli
 
 from api.configuration import ApiSettings
 from cdc import connect
@@ -58,11 +57,13 @@ def interpolate(value, missing: list[str]):
     if isinstance(value, list):
         return [interpolate(item, missing) for item in value]
     if isinstance(value, str):
+
         def default(match: re.Match) -> str:
             if match["sep"] is None:
                 missing.append(match["name"])
                 return ""
             return match["default"]
+
         return VARIABLE.sub(default, value)
     return value
 
@@ -92,8 +93,7 @@ def validator() -> jsonschema.Draft201909Validator:
 
 
 def errors(validator, document: dict) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(document)]
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -122,6 +122,7 @@ def is_one_shot(service: dict) -> bool:
 
 # -- The Compose Specification -----------------------------------------------------------------------
 
+
 def test_the_file_is_valid_under_the_compose_specification(validator, compose):
     assert errors(validator, compose) == []
 
@@ -132,12 +133,15 @@ def test_every_variable_has_a_default_so_it_runs_without_a_dot_env(raw):
     assert missing == [], f"variables without a default: {missing}"
 
 
-@pytest.mark.parametrize("breakage", [
-    "unknown top-level key",
-    "bad depends_on condition",
-    "unknown healthcheck key",
-    "command of the wrong type",
-])
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "unknown top-level key",
+        "bad depends_on condition",
+        "unknown healthcheck key",
+        "command of the wrong type",
+    ],
+)
 def test_the_schema_rejects_a_broken_file(validator, compose, breakage):
     broken = copy.deepcopy(compose)
     register = broken["services"]["register"]
@@ -154,6 +158,7 @@ def test_the_schema_rejects_a_broken_file(validator, compose, breakage):
 
 # -- What `docker compose up` needs ------------------------------------------------------------------
 
+
 def test_dependencies_exist_and_can_reach_their_condition(services):
     for name, service in services.items():
         for target, condition in depends_on(service).items():
@@ -161,8 +166,9 @@ def test_dependencies_exist_and_can_reach_their_condition(services):
             dependency = services[target]
             if condition == "service_healthy":
                 check = dependency.get("healthcheck") or {}
-                assert check.get("test") and not check.get("disable"), \
+                assert check.get("test") and not check.get("disable"), (
                     f"{name} waits for {target} to be healthy, but {target} has no healthcheck"
+                )
             if condition == "service_completed_successfully":
                 assert is_one_shot(dependency), f"{name} waits for {target} to exit, but it is long-running"
 
@@ -198,6 +204,7 @@ def test_images_are_pinned_to_a_version(services):
 
 # -- The same topology as the native stack -----------------------------------------------------------
 
+
 def pom_version(prop: str) -> str:
     return re.search(rf"<{prop}>([^<]+)</{prop}>", (ROOT / "cdc" / "pom.xml").read_text())[1]
 
@@ -228,8 +235,11 @@ def test_postgres_writes_logical_wal_for_every_connector(services):
 
 
 def test_connect_worker_matches_the_native_worker(services):
-    native = dict(line.split("=", 1) for line in connect.WORKER_PROPERTIES.splitlines()
-                  if "=" in line and not line.startswith("#"))
+    native = dict(
+        line.split("=", 1)
+        for line in connect.WORKER_PROPERTIES.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     env = environment(services["connect"])
     # The Debezium image's entrypoint maps these variables to worker properties.
     effective = {
@@ -242,12 +252,27 @@ def test_connect_worker_matches_the_native_worker(services):
         "value.converter": env["VALUE_CONVERTER"],
         "offset.flush.interval.ms": env["OFFSET_FLUSH_INTERVAL_MS"],
     }
-    effective.update({key.removeprefix("CONNECT_").lower().replace("_", "."): value
-                      for key, value in env.items() if key.startswith("CONNECT_")})
-    for key in ("group.id", "config.storage.topic", "offset.storage.topic", "status.storage.topic",
-                "key.converter", "value.converter", "key.converter.schemas.enable",
-                "value.converter.schemas.enable", "offset.flush.interval.ms",
-                "scheduled.rebalance.max.delay.ms", "producer.compression.type", "producer.batch.size"):
+    effective.update(
+        {
+            key.removeprefix("CONNECT_").lower().replace("_", "."): value
+            for key, value in env.items()
+            if key.startswith("CONNECT_")
+        }
+    )
+    for key in (
+        "group.id",
+        "config.storage.topic",
+        "offset.storage.topic",
+        "status.storage.topic",
+        "key.converter",
+        "value.converter",
+        "key.converter.schemas.enable",
+        "value.converter.schemas.enable",
+        "offset.flush.interval.ms",
+        "scheduled.rebalance.max.delay.ms",
+        "producer.compression.type",
+        "producer.batch.size",
+    ):
         assert effective[key] == native[key], f"connect: {key} is {effective[key]!r}, natively {native[key]!r}"
     assert effective["bootstrap.servers"] == "kafka:9092"
     # The entrypoint overwrites this one from OFFSET_FLUSH_INTERVAL_MS: setting it would do nothing.
@@ -336,9 +361,13 @@ def setting_names(cls: type[BaseSettings]) -> dict[str, str]:
     names: dict[str, str] = {}
     for field_name, field in cls.model_fields.items():
         alias = field.validation_alias
-        aliases = ([alias] if isinstance(alias, str) else
-                   [choice for choice in alias.choices if isinstance(choice, str)]
-                   if isinstance(alias, AliasChoices) else [])
+        aliases = (
+            [alias]
+            if isinstance(alias, str)
+            else [choice for choice in alias.choices if isinstance(choice, str)]
+            if isinstance(alias, AliasChoices)
+            else []
+        )
         names.update({name.upper(): field_name for name in aliases})
         if not aliases or config.get("populate_by_name"):
             names[(prefix + field_name).upper()] = field_name
@@ -401,15 +430,16 @@ def what_runs(service: dict) -> Run:
         path, params = resolve(main, "mirador", args)
         known = mirador_commands()
         if path not in known:
-            raise click.UsageError(f"`mirador {' '.join(path)}` is not a command a container runs here "
-                                   "(tests/test_compose.py: mirador_commands says what each reads)")
+            raise click.UsageError(
+                f"`mirador {' '.join(path)}` is not a command a container runs here "
+                "(tests/test_compose.py: mirador_commands says what each reads)"
+            )
         reads, mode = known[path]
         return Run(program, path, params, reads, mode)
     if program == "uvicorn":
         _, params = resolve(uvicorn_cli, "uvicorn", args)
         if params["app"] not in SERVICE_APPS:
-            raise click.UsageError(f"{params['app']} is not the app of a write service "
-                                   f"({', '.join(SERVICE_APPS)})")
+            raise click.UsageError(f"{params['app']} is not the app of a write service ({', '.join(SERVICE_APPS)})")
         if not params["factory"]:
             raise click.UsageError(f"{params['app']} is a factory: pass --factory")
         return Run(program, (), params, (SERVICE_APPS[params["app"]],), "foreground")
@@ -441,7 +471,7 @@ def published_ports(name: str, service: dict) -> tuple[list[tuple[str, int, int]
         parts = str(entry).split(":")
         address, ports_of = (parts[0], parts[1:]) if len(parts) == 3 else ("", parts)
         if len(ports_of) != 2 or not all(part.isdigit() for part in ports_of):
-            problems.append(f"{name}: publish {entry!r} as \"127.0.0.1:<host port>:<container port>\"")
+            problems.append(f'{name}: publish {entry!r} as "127.0.0.1:<host port>:<container port>"')
             continue
         ports.append((address, int(ports_of[0]), int(ports_of[1])))
     return ports, problems
@@ -472,20 +502,25 @@ def command_problems(compose: dict) -> list[str]:
             if not callable(getattr(importlib.import_module(module), factory, None)):
                 problems.append(f"{name}: {run.params['app']} is not callable")
         if run.mode == "background":
-            problems.append(f"{name}: `{shlex.join(command(service))}` starts its servers in the background and "
-                            "returns: a container runs its server in the foreground (uvicorn --factory "
-                            "services.<name>.main:create_app, as services/runner.py starts it)")
+            problems.append(
+                f"{name}: `{shlex.join(command(service))}` starts its servers in the background and "
+                "returns: a container runs its server in the foreground (uvicorn --factory "
+                "services.<name>.main:create_app, as services/runner.py starts it)"
+            )
         if run.path == ("serve",) and (run.params["detach"] or run.params["stop"]):
             problems.append(f"{name}: `mirador serve --detach/--stop` returns at once: serve in the foreground")
         if run.mode == "job" and not is_one_shot(service):
-            problems.append(f"{name}: `{shlex.join(command(service))}` exits when done: give it restart \"no\"")
+            problems.append(f'{name}: `{shlex.join(command(service))}` exits when done: give it restart "no"')
     return problems
 
 
 def environment_problems(compose: dict) -> list[str]:
     known = {name for cls in all_settings() for name in setting_names(cls)}
-    problems = [f"Dockerfile: ENV {key} is not a setting any settings class reads"
-                for key in dockerfile_env() if key.startswith("MIRADOR_") and key.upper() not in known]
+    problems = [
+        f"Dockerfile: ENV {key} is not a setting any settings class reads"
+        for key in dockerfile_env()
+        if key.startswith("MIRADOR_") and key.upper() not in known
+    ]
     for name, service in ours(compose).items():
         try:
             run = what_runs(service)
@@ -496,8 +531,10 @@ def environment_problems(compose: dict) -> list[str]:
             if key.upper() not in known:
                 problems.append(f"{name}: {key} is not a setting any settings class reads")
             elif key.upper() not in reads:
-                problems.append(f"{name}: {key} is a setting, but not one `{shlex.join(command(service))}` reads "
-                                f"({', '.join(cls.__name__ for cls in run.reads)})")
+                problems.append(
+                    f"{name}: {key} is a setting, but not one `{shlex.join(command(service))}` reads "
+                    f"({', '.join(cls.__name__ for cls in run.reads)})"
+                )
         for cls in run.reads:
             try:
                 settings_in(cls, container_env(service))
@@ -509,9 +546,11 @@ def environment_problems(compose: dict) -> list[str]:
 def port_problems(compose: dict) -> list[str]:
     stack = StackSettings.model_fields
     # The CDC stack's containers: the native port each is published on, the port it listens on inside.
-    infrastructure = {"postgres": (stack["pg_port"].default, 5432),
-                      "kafka": (stack["kafka_port"].default, stack["kafka_port"].default),
-                      "connect": (stack["connect_port"].default, 8083)}
+    infrastructure = {
+        "postgres": (stack["pg_port"].default, 5432),
+        "kafka": (stack["kafka_port"].default, stack["kafka_port"].default),
+        "connect": (stack["connect_port"].default, 8083),
+    }
     problems = []
     for name, service in compose["services"].items():
         ports, unparsed = published_ports(name, service)
@@ -529,16 +568,23 @@ def port_problems(compose: dict) -> list[str]:
                 continue
             address, port, native = server
             if address != "0.0.0.0":
-                problems.append(f"{name}: listens on {address} inside its container, where neither the host "
-                                "nor the other containers reach it: bind 0.0.0.0")
+                problems.append(
+                    f"{name}: listens on {address} inside its container, where neither the host "
+                    "nor the other containers reach it: bind 0.0.0.0"
+                )
             expected = (native, port)
         else:
             continue
-        problems += [f"{name}: published on {address or 'every interface'}, not loopback only"
-                     for address, _, _ in ports if address != "127.0.0.1"]
+        problems += [
+            f"{name}: published on {address or 'every interface'}, not loopback only"
+            for address, _, _ in ports
+            if address != "127.0.0.1"
+        ]
         if [(host, inside) for _, host, inside in ports] != [expected]:
-            problems.append(f"{name}: published as {[(host, inside) for _, host, inside in ports]}, natively "
-                            f"127.0.0.1:{expected[0]} (host port {expected[0]} -> its port {expected[1]})")
+            problems.append(
+                f"{name}: published as {[(host, inside) for _, host, inside in ports]}, natively "
+                f"127.0.0.1:{expected[0]} (host port {expected[0]} -> its port {expected[1]})"
+            )
     return problems
 
 
@@ -559,14 +605,18 @@ def publication_problems(compose: dict) -> list[str]:
         problems.append(f"pipeline: {written.published} is not on a named volume")
     elif api_mounts.get(str(read)) != (source, True):
         problems.append(f"api: {read} is not the pipeline's volume {source!r}, mounted read-only")
-    working, _ = next(((src, ro) for target, (src, ro) in pipeline_mounts.items()
-                       if written.warehouse.is_relative_to(target)), (None, False))
+    working, _ = next(
+        ((src, ro) for target, (src, ro) in pipeline_mounts.items() if written.warehouse.is_relative_to(target)),
+        (None, False),
+    )
     if working not in volumes:
         problems.append(f"pipeline: its working file {written.warehouse} is not on a named volume")
     others = {src for target, (src, _) in api_mounts.items() if target != str(read)}
     if others & {src for src, _ in pipeline_mounts.values()}:
-        problems.append(f"api: mounts {sorted(others)} of the pipeline's besides the publications: "
-                        "it reads only what the pipeline publishes")
+        problems.append(
+            f"api: mounts {sorted(others)} of the pipeline's besides the publications: "
+            "it reads only what the pipeline publishes"
+        )
     return problems
 
 
@@ -606,18 +656,21 @@ def test_the_file_passes(compose, check):
 def _set(service: str, key: str, value):
     def breaks(compose):
         compose["services"][service][key] = value
+
     return breaks
 
 
 def _env(service: str, key: str, value: str):
     def breaks(compose):
         compose["services"][service].setdefault("environment", {})[key] = value
+
     return breaks
 
 
 def _argv(service: str, edit):
     def breaks(compose):
         compose["services"][service]["command"] = edit(list(compose["services"][service]["command"]))
+
     return breaks
 
 
@@ -630,43 +683,106 @@ def _working_file_too(compose):
     compose["services"]["api"]["volumes"].append("warehouse-data:/var/lib/mirador/warehouse:ro")
 
 
-@pytest.mark.parametrize("breakage, breaks, check, says", [
-    ("a sub-command that does not exist", _argv("pipeline", lambda argv: ["mirador", "runs"]),
-     command_problems, "No such command 'runs'"),
-    ("an option that does not exist", _argv("api", lambda argv: argv + ["--hots", "0.0.0.0"]),
-     command_problems, "No such option '--hots'"),
-    ("a uvicorn option that does not exist", _argv("orders", lambda argv: argv + ["--prot", "8102"]),
-     command_problems, "No such option '--prot'"),
-    ("an app that is no service's", _argv("orders", lambda argv: [a.replace("orders", "order") for a in argv]),
-     command_problems, "not the app of a write service"),
-    ("a server that detaches", _argv("api", lambda argv: argv + ["--detach"]), command_problems, "returns at once"),
-    ("`mirador services up` in a container", _argv("orders", lambda argv: ["mirador", "services", "up", "orders"]),
-     command_problems, "in the background"),
-    ("a variable no setting reads", _env("orders", "MIRADOR_ORDERS_PROT", "8102"),
-     environment_problems, "MIRADOR_ORDERS_PROT is not a setting"),
-    ("a setting of another part", _env("api", "MIRADOR_KAFKA_BOOTSTRAP", "kafka:9092"),
-     environment_problems, "not one `mirador serve --host 0.0.0.0` reads"),
-    ("a setting of another service", _env("orders", "MIRADOR_CUSTOMERS_TOKEN", "x"),
-     environment_problems, "MIRADOR_CUSTOMERS_TOKEN is a setting, but not one"),
-    ("a value its settings refuse", _env("orders", "MIRADOR_CORS_ORIGINS", "http://127.0.0.1:8100"),
-     environment_problems, "not valid OrdersSettings"),
-    ("a port other than the native one", _set("orders", "ports", ["127.0.0.1:18102:8102"]),
-     port_problems, "natively 127.0.0.1:8102"),
-    ("a port on every interface", _set("api", "ports", ["8100:8100"]), port_problems, "not loopback only"),
-    ("a server on its container's loopback",
-     _argv("api", lambda argv: [("127.0.0.1" if a == "0.0.0.0" else a) for a in argv]), port_problems, "bind 0.0.0.0"),
-    ("a service not published", _set("invoices", "ports", []), port_problems, "natively 127.0.0.1:8103"),
-    ("the api reading another directory", _env("api", "MIRADOR_PUBLISH_DIR", "/srv/published"),
-     publication_problems, "the api reads /srv/published"),
-    ("the api on a volume of its own", _own_volume, publication_problems, "is not the pipeline's volume"),
-    ("the api able to write the publications", _set("api", "volumes", ["published:/var/lib/mirador/published"]),
-     publication_problems, "mounted read-only"),
-    ("the api mounting the working file", _working_file_too, publication_problems, "besides the publications"),
-    ("a dependency that is not a service", _set("api", "depends_on", {"piepline": {"condition": "service_healthy"}}),
-     dependency_problems, "piepline, which is not a service"),
-    ("a dependency cycle", _set("pipeline", "depends_on", {"api": {"condition": "service_healthy"}}),
-     dependency_problems, "api -> pipeline -> api"),
-])
+@pytest.mark.parametrize(
+    "breakage, breaks, check, says",
+    [
+        (
+            "a sub-command that does not exist",
+            _argv("pipeline", lambda argv: ["mirador", "runs"]),
+            command_problems,
+            "No such command 'runs'",
+        ),
+        (
+            "an option that does not exist",
+            _argv("api", lambda argv: argv + ["--hots", "0.0.0.0"]),
+            command_problems,
+            "No such option '--hots'",
+        ),
+        (
+            "a uvicorn option that does not exist",
+            _argv("orders", lambda argv: argv + ["--prot", "8102"]),
+            command_problems,
+            "No such option '--prot'",
+        ),
+        (
+            "an app that is no service's",
+            _argv("orders", lambda argv: [a.replace("orders", "order") for a in argv]),
+            command_problems,
+            "not the app of a write service",
+        ),
+        ("a server that detaches", _argv("api", lambda argv: argv + ["--detach"]), command_problems, "returns at once"),
+        (
+            "`mirador services up` in a container",
+            _argv("orders", lambda argv: ["mirador", "services", "up", "orders"]),
+            command_problems,
+            "in the background",
+        ),
+        (
+            "a variable no setting reads",
+            _env("orders", "MIRADOR_ORDERS_PROT", "8102"),
+            environment_problems,
+            "MIRADOR_ORDERS_PROT is not a setting",
+        ),
+        (
+            "a setting of another part",
+            _env("api", "MIRADOR_KAFKA_BOOTSTRAP", "kafka:9092"),
+            environment_problems,
+            "not one `mirador serve --host 0.0.0.0` reads",
+        ),
+        (
+            "a setting of another service",
+            _env("orders", "MIRADOR_CUSTOMERS_TOKEN", "x"),
+            environment_problems,
+            "MIRADOR_CUSTOMERS_TOKEN is a setting, but not one",
+        ),
+        (
+            "a value its settings refuse",
+            _env("orders", "MIRADOR_CORS_ORIGINS", "http://127.0.0.1:8100"),
+            environment_problems,
+            "not valid OrdersSettings",
+        ),
+        (
+            "a port other than the native one",
+            _set("orders", "ports", ["127.0.0.1:18102:8102"]),
+            port_problems,
+            "natively 127.0.0.1:8102",
+        ),
+        ("a port on every interface", _set("api", "ports", ["8100:8100"]), port_problems, "not loopback only"),
+        (
+            "a server on its container's loopback",
+            _argv("api", lambda argv: [("127.0.0.1" if a == "0.0.0.0" else a) for a in argv]),
+            port_problems,
+            "bind 0.0.0.0",
+        ),
+        ("a service not published", _set("invoices", "ports", []), port_problems, "natively 127.0.0.1:8103"),
+        (
+            "the api reading another directory",
+            _env("api", "MIRADOR_PUBLISH_DIR", "/srv/published"),
+            publication_problems,
+            "the api reads /srv/published",
+        ),
+        ("the api on a volume of its own", _own_volume, publication_problems, "is not the pipeline's volume"),
+        (
+            "the api able to write the publications",
+            _set("api", "volumes", ["published:/var/lib/mirador/published"]),
+            publication_problems,
+            "mounted read-only",
+        ),
+        ("the api mounting the working file", _working_file_too, publication_problems, "besides the publications"),
+        (
+            "a dependency that is not a service",
+            _set("api", "depends_on", {"piepline": {"condition": "service_healthy"}}),
+            dependency_problems,
+            "piepline, which is not a service",
+        ),
+        (
+            "a dependency cycle",
+            _set("pipeline", "depends_on", {"api": {"condition": "service_healthy"}}),
+            dependency_problems,
+            "api -> pipeline -> api",
+        ),
+    ],
+)
 def test_the_checks_catch_a_broken_file(compose, breakage, breaks, check, says):
     broken = copy.deepcopy(compose)
     breaks(broken)
@@ -681,8 +797,9 @@ def test_the_names_derived_are_the_ones_each_settings_class_reads():
         for env_name, field_name in setting_names(cls).items():
             annotation = cls.model_fields[field_name].annotation
             optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-            kinds = ([kind for kind in typing.get_args(annotation) if kind is not type(None)] if optional
-                     else [annotation])
+            kinds = (
+                [kind for kind in typing.get_args(annotation) if kind is not type(None)] if optional else [annotation]
+            )
             if kinds not in ([str], [Path], [SecretStr]):
                 continue
             value = getattr(settings_in(cls, {env_name: "/set-by-env"}), field_name)
@@ -753,14 +870,28 @@ def test_the_pipeline_is_healthy_once_it_has_published(services, tmp_path):
     env = {**container_env(services["pipeline"]), "MIRADOR_PUBLISH_DIR": str(tmp_path)}
 
     def healthy() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *check[2:]], env={**env, "PATH": os.environ["PATH"]},
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, *check[2:]],
+            env={**env, "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     before = healthy()
     assert (before.returncode, before.stderr) == (1, "")
-    switch(tmp_path, Publication(build_id="b1", file="b1.duckdb", built_at="2026-01-01T00:00:00+00:00",
-                                 published_at="2026-01-01T00:00:00+00:00", through_batch=1, tables=[],
-                                 watermark={}))
+    switch(
+        tmp_path,
+        Publication(
+            build_id="b1",
+            file="b1.duckdb",
+            built_at="2026-01-01T00:00:00+00:00",
+            published_at="2026-01-01T00:00:00+00:00",
+            through_batch=1,
+            tables=[],
+            watermark={},
+        ),
+    )
     assert healthy().returncode == 0
 
 
@@ -772,8 +903,10 @@ def test_each_service_reaches_its_database_and_answers_the_api_page(raw, service
         expected = {"host": "postgres", "port": "5432", "dbname": name, "user": name}
         assert expected.items() <= psycopg.conninfo.conninfo_to_dict(settings.database_dsn).items(), name
         # The password `register` gave the service's role, with the same default.
-        assert raw["services"][name]["environment"]["MIRADOR_PG_SERVICE_PASSWORD"] == \
-            register["MIRADOR_PG_SERVICE_PASSWORD"]
+        assert (
+            raw["services"][name]["environment"]["MIRADOR_PG_SERVICE_PASSWORD"]
+            == register["MIRADOR_PG_SERVICE_PASSWORD"]
+        )
         assert PAGE_ORIGINS <= set(settings.cors_origins), f"{name}: the API's page may not send commands"
     # The page sends orders to the orders service where the host sees it.
     page = (ROOT / "api" / "page" / "index.html").read_text()
@@ -799,8 +932,9 @@ def test_secrets_are_variables_with_the_development_default(raw):
     for name, service in raw["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if secret.search(key):
-                assert re.fullmatch(r"\$\{MIRADOR_[A-Z_]+:-(mirador-dev|\[\])\}", str(value)), \
+                assert re.fullmatch(r"\$\{MIRADOR_[A-Z_]+:-(mirador-dev|\[\])\}", str(value)), (
                     f"{name}: {key} is {value!r}, not ${{MIRADOR_<NAME>:-<development default>}}"
+                )
 
 
 def test_the_files_the_code_reads_beside_itself_reach_the_image():
@@ -817,8 +951,12 @@ def test_the_files_the_code_reads_beside_itself_reach_the_image():
             relative = path.relative_to(ROOT)
             if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in relative.parts:
                 continue
-            in_package = any(fnmatch.fnmatch(str(relative.relative_to(package)), glob)
-                             for glob in packaged.get(package, []))
-            kept_out = any(fnmatch.fnmatch(str(relative), pattern.removeprefix("**/"))
-                           or str(relative).startswith(pattern.rstrip("/") + "/") for pattern in ignored)
+            in_package = any(
+                fnmatch.fnmatch(str(relative.relative_to(package)), glob) for glob in packaged.get(package, [])
+            )
+            kept_out = any(
+                fnmatch.fnmatch(str(relative), pattern.removeprefix("**/"))
+                or str(relative).startswith(pattern.rstrip("/") + "/")
+                for pattern in ignored
+            )
             assert in_package or (runs_from_tree and not kept_out), f"{relative} is not in the image"

@@ -31,15 +31,22 @@ def test_make_demo_runs_live_then_stops_what_it_started(stack_settings, browser)
     command = re.search(r"^make demo DEMO_SECONDS=\d+", README.read_text(), re.M)
     assert command, "the README shows how to run the demo for a bounded time"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIRADOR_") or k == "MIRADOR_JARS_DIR"}
-    demo = subprocess.Popen(shlex.split(command.group(0)), cwd=PROJECT_ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    demo = subprocess.Popen(
+        shlex.split(command.group(0)),
+        cwd=PROJECT_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 300
-        while not (page := next((m.group(1) for line in lines if (m := re.search(r"the page .*?(http\S+)", line))),
-                                None)):
+        while not (
+            page := next((m.group(1) for line in lines if (m := re.search(r"the page .*?(http\S+)", line))), None)
+        ):
             assert demo.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.2)
         output = "".join(lines)
@@ -49,11 +56,16 @@ def test_make_demo_runs_live_then_stops_what_it_started(stack_settings, browser)
         browser.get(page)
         wait = lambda check, what, timeout=30: _wait(check, what, timeout, lines)  # noqa: E731
         wait(lambda: browser.find_element("tag name", "body").get_attribute("data-ready") == "true", "the page loads")
-        wait(lambda: browser.find_elements("css selector", 'section.panel[data-view="orders_with_invoices"] tbody tr'),
-             "orders show")
+        wait(
+            lambda: browser.find_elements("css selector", 'section.panel[data-view="orders_with_invoices"] tbody tr'),
+            "orders show",
+        )
         builds = set()
-        wait(lambda: builds.add(browser.find_element("id", "build-id").text) or len(builds) >= 3,
-             "the page follows three publications without a reload", timeout=60)
+        wait(
+            lambda: builds.add(browser.find_element("id", "build-id").text) or len(builds) >= 3,
+            "the page follows three publications without a reload",
+            timeout=60,
+        )
         live = browser.find_elements("css selector", 'section.panel[data-view="orders_with_invoices"] .live')
         assert live and live[0].text == "live"
 
@@ -63,7 +75,7 @@ def test_make_demo_runs_live_then_stops_what_it_started(stack_settings, browser)
             subprocess.run(["make", "down"], cwd=PROJECT_ROOT, env=env, timeout=600)
     reader.join(timeout=10)
     output = "".join(lines)
-    summary = output[output.index("\nsummary"):]
+    summary = output[output.index("\nsummary") :]
     sent = int(re.search(r"commands sent\s+(\d+)", summary).group(1))
     captured = int(re.search(r"changes captured\s+(\d+)", summary).group(1))
     assert sent > 100 and captured >= sent, summary  # a command writes at least one row

@@ -54,17 +54,26 @@ class Report:
         return len(self.total.latencies) / self.seconds if self.seconds else 0.0
 
 
-async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float, duration: float, seed: int,
-                   concurrency: int = 64, tick: Callable[[float, Stats], None] | None = None,
-                   stop: asyncio.Event | None = None) -> Report:
+async def simulate(
+    urls: dict[str, str],
+    tokens: dict[str, str],
+    *,
+    rate: float,
+    duration: float,
+    seed: int,
+    concurrency: int = 64,
+    tick: Callable[[float, Stats], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> Report:
     """Send about `rate` commands a second for `duration` seconds, or until `stop` is set; call `tick`
     each second. Commands in flight are answered before it returns."""
     shop = Shop(seed)
     total, by_kind, window = Stats(), defaultdict(Stats), Stats()
     follow_ups: list[Call] = []
     limit = asyncio.Semaphore(concurrency)
-    clients = {name: Client(url, {"Authorization": f"Bearer {tokens[name]}"}, size=concurrency)
-               for name, url in urls.items()}
+    clients = {
+        name: Client(url, {"Authorization": f"Bearer {tokens[name]}"}, size=concurrency) for name, url in urls.items()
+    }
 
     async def send(call: Call) -> None:
         headers = {"Idempotency-Key": str(uuid.uuid4())}
@@ -72,8 +81,9 @@ async def simulate(urls: dict[str, str], tokens: dict[str, str], *, rate: float,
             headers["If-Match"] = f'"{call.if_match}"'
         t0 = time.perf_counter()
         try:
-            status, answer = await clients[call.service].request(call.method, call.path, json=call.body,
-                                                                 headers=headers)
+            status, answer = await clients[call.service].request(
+                call.method, call.path, json=call.body, headers=headers
+            )
         except (OSError, TimeoutError, ValueError):
             status, answer = 0, {}
         finally:

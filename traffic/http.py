@@ -77,7 +77,7 @@ def _parse(buffer: bytearray) -> tuple[int, bytes, int, bool] | None:
     if not chunked:
         if len(buffer) < start + length:
             return None
-        return status, bytes(buffer[start:start + length]), start + length, keep_alive
+        return status, bytes(buffer[start : start + length]), start + length, keep_alive
     body, at = bytearray(), start
     while True:
         line_end = buffer.find(b"\r\n", at)
@@ -86,7 +86,7 @@ def _parse(buffer: bytearray) -> tuple[int, bytes, int, bool] | None:
         size = int(bytes(buffer[at:line_end]).split(b";")[0], 16)
         if len(buffer) < line_end + 2 + size + 2:
             return None
-        body += buffer[line_end + 2:line_end + 2 + size]
+        body += buffer[line_end + 2 : line_end + 2 + size]
         at = line_end + 2 + size + 2
         if size == 0:  # no trailers expected; skip any up to the blank line
             trailer_end = buffer.find(b"\r\n\r\n", line_end)
@@ -101,14 +101,16 @@ class Client:
     def __init__(self, base_url: str, headers: dict[str, str], *, size: int, timeout: float = 10.0) -> None:
         url = urlsplit(base_url)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
-        self.prefix = (f"Host: {self.host}:{self.port}\r\n"
-                       + "".join(f"{name}: {value}\r\n" for name, value in headers.items())).encode()
+        self.prefix = (
+            f"Host: {self.host}:{self.port}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        ).encode()
         self.timeout = timeout
         self.idle: list[Connection] = []
         self.slots = asyncio.Semaphore(size)
 
-    async def request(self, method: str, path: str, *, json: object = None,
-                      headers: dict[str, str] | None = None) -> tuple[int, object]:
+    async def request(
+        self, method: str, path: str, *, json: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, object]:
         """Send one command; return its status and decoded JSON answer (None when there is none).
 
         Raises ConnectionError or TimeoutError when no answer came; the connection is then dropped.
@@ -117,7 +119,14 @@ class Client:
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items()).encode()
         content_type = b"Content-Type: application/json\r\n" if json is not None else b""
         raw = b"%s %s HTTP/1.1\r\n%s%s%sContent-Length: %d\r\n\r\n%s" % (
-            method.encode(), path.encode(), self.prefix, extra, content_type, len(body), body)
+            method.encode(),
+            path.encode(),
+            self.prefix,
+            extra,
+            content_type,
+            len(body),
+            body,
+        )
         async with self.slots:
             while True:
                 conn, reused = await self._take()

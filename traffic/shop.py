@@ -108,10 +108,21 @@ class Shop:
         if len(self.customers) < 5:
             return self._sign_up()
         moves = [
-            (self._sign_up, 8), (self._place_order, 22), (self._receive_stock, 6), (self._pay_order, 12),
-            (self._issue_invoice, 10), (self._pay_invoice, 9), (self._ship_order, 8), (self._cancel_order, 2),
-            (self._add_line, 3), (self._remove_line, 2), (self._update_customer, 3), (self._delete_customer, 1),
-            (self._reprice_product, 2), (self._add_product, 1), (self._void_invoice, 1),
+            (self._sign_up, 8),
+            (self._place_order, 22),
+            (self._receive_stock, 6),
+            (self._pay_order, 12),
+            (self._issue_invoice, 10),
+            (self._pay_invoice, 9),
+            (self._ship_order, 8),
+            (self._cancel_order, 2),
+            (self._add_line, 3),
+            (self._remove_line, 2),
+            (self._update_customer, 3),
+            (self._delete_customer, 1),
+            (self._reprice_product, 2),
+            (self._add_product, 1),
+            (self._void_invoice, 1),
         ]
         while True:
             move = self.rng.choices([m for m, _ in moves], weights=[w for _, w in moves])[0]
@@ -121,22 +132,39 @@ class Shop:
     # -- customers -------------------------------------------------------------------------------
     def _sign_up(self) -> Call:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
-        body = {"email": f"{first}.{last}.{self.run}.{self.count}@example.com".lower(),
-                "name": f"{first} {last}", "country": self.rng.choice(COUNTRIES)}
+        body = {
+            "email": f"{first}.{last}.{self.run}.{self.count}@example.com".lower(),
+            "name": f"{first} {last}",
+            "country": self.rng.choice(COUNTRIES),
+        }
         return Call("sign up", "customers", "POST", "/customers", body, on_success="customer")
 
     def _update_customer(self) -> Call | None:
         if not (customer := self._pick("customers")):
             return None
         body = {"country": self.rng.choice(COUNTRIES)}
-        return Call("update customer", "customers", "PATCH", f"/customers/{customer}", body,
-                    if_match=self.customers[customer], on_success="customer", subject=customer)
+        return Call(
+            "update customer",
+            "customers",
+            "PATCH",
+            f"/customers/{customer}",
+            body,
+            if_match=self.customers[customer],
+            on_success="customer",
+            subject=customer,
+        )
 
     def _delete_customer(self) -> Call | None:
         if len(self.customers) < 10 or not (customer := self._pick("customers")):
             return None
-        return Call("delete customer", "customers", "DELETE", f"/customers/{customer}", on_success="forget customer",
-                    subject=customer)
+        return Call(
+            "delete customer",
+            "customers",
+            "DELETE",
+            f"/customers/{customer}",
+            on_success="forget customer",
+            subject=customer,
+        )
 
     # -- catalogue and stock ---------------------------------------------------------------------
     def _add_product(self) -> Call:
@@ -149,8 +177,16 @@ class Shop:
         if not (product := self._pick("products")):
             return None
         price = (self.products[product] * Decimal(self.rng.choice(("0.9", "1.05", "1.1")))).quantize(Decimal("0.01"))
-        return Call("reprice product", "inventory", "PATCH", f"/products/{product}", {"list_price": str(price)},
-                    on_success="price", subject=product, extra={"price": price})
+        return Call(
+            "reprice product",
+            "inventory",
+            "PATCH",
+            f"/products/{product}",
+            {"list_price": str(price)},
+            on_success="price",
+            subject=product,
+            extra={"price": price},
+        )
 
     def _receive_stock(self) -> Call | None:
         low = heapq.nsmallest(5, self.products, key=lambda p: self.stock.get(p, 0))
@@ -158,27 +194,45 @@ class Shop:
             return None
         product = self.rng.choice(low)
         quantity = self.rng.randrange(20, 100)
-        return Call("receive stock", "inventory", "POST", f"/products/{product}/stock/increase",
-                    {"quantity": quantity, "reason": "delivery"}, on_success="stock", subject=product,
-                    extra={"delta": quantity})
+        return Call(
+            "receive stock",
+            "inventory",
+            "POST",
+            f"/products/{product}/stock/increase",
+            {"quantity": quantity, "reason": "delivery"},
+            on_success="stock",
+            subject=product,
+            extra={"delta": quantity},
+        )
 
     def sell(self, order: Order) -> list[Call]:
         """Stock leaves when an order ships: one decrease per line."""
-        return [Call("sell stock", "inventory", "POST", f"/products/{product}/stock/decrease",
-                     {"quantity": quantity, "reason": f"order {order.id}"}, on_success="stock", subject=product,
-                     extra={"delta": -quantity})
-                for product, quantity, _ in order.lines.values()]
+        return [
+            Call(
+                "sell stock",
+                "inventory",
+                "POST",
+                f"/products/{product}/stock/decrease",
+                {"quantity": quantity, "reason": f"order {order.id}"},
+                on_success="stock",
+                subject=product,
+                extra={"delta": -quantity},
+            )
+            for product, quantity, _ in order.lines.values()
+        ]
 
     # -- orders and invoices ---------------------------------------------------------------------
     def _place_order(self) -> Call | None:
         if not self.customers or not self.products:
             return None
         products = self.rng.sample(self.picks["products"].keys, k=min(len(self.products), self.rng.randint(1, 4)))
-        lines = [{"product_id": p, "quantity": self.rng.randint(1, 3), "unit_price": str(self.products[p])}
-                 for p in products]
+        lines = [
+            {"product_id": p, "quantity": self.rng.randint(1, 3), "unit_price": str(self.products[p])} for p in products
+        ]
         customer = self._pick("customers")
-        return Call("place order", "orders", "POST", "/orders", {"customer_id": customer, "lines": lines},
-                    on_success="order")
+        return Call(
+            "place order", "orders", "POST", "/orders", {"customer_id": customer, "lines": lines}, on_success="order"
+        )
 
     def _order_in(self, status: str, invoiced: bool = False, paid: bool = False) -> Order | None:
         """A random order at this step that no command in flight is about."""
@@ -202,44 +256,85 @@ class Shop:
         return None
 
     def _move(self, order: Order, verb: str, body: dict | None = None) -> Call:
-        return Call(f"{verb} order", "orders", "POST", f"/orders/{order.id}/{verb}", body, if_match=order.version,
-                    on_success=f"order {verb}", subject=order.id)
+        return Call(
+            f"{verb} order",
+            "orders",
+            "POST",
+            f"/orders/{order.id}/{verb}",
+            body,
+            if_match=order.version,
+            on_success=f"order {verb}",
+            subject=order.id,
+        )
 
     def _add_line(self) -> Call | None:
         if not (order := self._order_in("placed")) or not self.products:
             return None
         product = self._pick("products")
         body = {"product_id": product, "quantity": 1, "unit_price": str(self.products[product])}
-        return Call("add line", "orders", "POST", f"/orders/{order.id}/lines", body, if_match=order.version,
-                    on_success="line added", subject=order.id, extra={"line": (product, 1, self.products[product])})
+        return Call(
+            "add line",
+            "orders",
+            "POST",
+            f"/orders/{order.id}/lines",
+            body,
+            if_match=order.version,
+            on_success="line added",
+            subject=order.id,
+            extra={"line": (product, 1, self.products[product])},
+        )
 
     def _remove_line(self) -> Call | None:
         order = self._order_in("placed")
         if order is None or len(order.lines) < 2:
             return None
         line_no = self.rng.choice(sorted(order.lines))
-        return Call("remove line", "orders", "DELETE", f"/orders/{order.id}/lines/{line_no}", if_match=order.version,
-                    on_success="line removed", subject=order.id, extra={"line_no": line_no})
+        return Call(
+            "remove line",
+            "orders",
+            "DELETE",
+            f"/orders/{order.id}/lines/{line_no}",
+            if_match=order.version,
+            on_success="line removed",
+            subject=order.id,
+            extra={"line_no": line_no},
+        )
 
     def _issue_invoice(self) -> Call | None:
         if not (order := self._order_in("paid", invoiced=False)):
             return None
         total = sum(q * p for _, q, p in order.lines.values())
-        body = {"order_id": order.id, "amount": str(total), "due_date": str(date.today() + timedelta(days=30)),
-                "document_url": f"https://invoices.example.com/{order.id}.pdf"}
+        body = {
+            "order_id": order.id,
+            "amount": str(total),
+            "due_date": str(date.today() + timedelta(days=30)),
+            "document_url": f"https://invoices.example.com/{order.id}.pdf",
+        }
         return Call("issue invoice", "invoices", "POST", "/invoices", body, on_success="invoice", subject=order.id)
 
     def _pay_invoice(self) -> Call | None:
         if not (order := self._order_in("paid", invoiced=True, paid=False)):
             return None
-        return Call("pay invoice", "invoices", "POST", f"/invoices/{order.invoice_id}/pay", on_success="invoice paid",
-                    subject=order.id)
+        return Call(
+            "pay invoice",
+            "invoices",
+            "POST",
+            f"/invoices/{order.invoice_id}/pay",
+            on_success="invoice paid",
+            subject=order.id,
+        )
 
     def _void_invoice(self) -> Call | None:
         if not (order := self._order_in("paid", invoiced=True, paid=False)):
             return None
-        return Call("void invoice", "invoices", "POST", f"/invoices/{order.invoice_id}/void",
-                    on_success="invoice void", subject=order.id)
+        return Call(
+            "void invoice",
+            "invoices",
+            "POST",
+            f"/invoices/{order.invoice_id}/void",
+            on_success="invoice void",
+            subject=order.id,
+        )
 
     def _pick(self, kind: str) -> str | None:
         return self.picks[kind].pick(self.rng)
@@ -275,8 +370,10 @@ class Shop:
             case "stock":
                 self.stock[call.subject] = self.stock.get(call.subject, 0) + call.extra["delta"]
             case "order":
-                lines = {i + 1: (line["product_id"], line["quantity"], Decimal(line["unit_price"]))
-                         for i, line in enumerate(call.body["lines"])}
+                lines = {
+                    i + 1: (line["product_id"], line["quantity"], Decimal(line["unit_price"]))
+                    for i, line in enumerate(call.body["lines"])
+                }
                 self.orders[answer["id"]] = order = Order(answer["id"], call.body["customer_id"], lines)
             case "line added" if order:
                 order.lines[answer["line_no"]] = call.extra["line"]

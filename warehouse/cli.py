@@ -58,8 +58,10 @@ def reports_failures(command: Command) -> Command:
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting without waiting for the batch (positions stay consistent)",
-                        signal.Signals(signum).name)
+            log.warning(
+                "second %s: exiting without waiting for the batch (positions stay consistent)",
+                signal.Signals(signum).name,
+            )
             os._exit(128 + signum)
         log.info("%s: finishing the current batch, then exiting", signal.Signals(signum).name)
         stop.set()
@@ -72,8 +74,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @click.option("--once", "mode", flag_value="once", help="Drain what is in Kafka now, then exit (for schedulers).")
 @click.option("--follow", "mode", flag_value="follow", help="Keep loading until SIGTERM or SIGINT.")
 @click.option("--fail-on-dead-letters", is_flag=True, help="Exit 4 if this run wrote dead letters.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Live progress line (default: on when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    "show_progress",
+    default=None,
+    help="Live progress line (default: on when stderr is a terminal).",
+)
 @reports_failures
 def load(mode: str | None, fail_on_dead_letters: bool, show_progress: bool | None) -> None:
     """Load Debezium change events from Kafka into DuckDB (`raw.<service>__<table>`), exactly once.
@@ -91,9 +97,12 @@ def load(mode: str | None, fail_on_dead_letters: bool, show_progress: bool | Non
     stop = threading.Event()
     _stop_on_signals(stop)
     report = Loader(settings, follow=mode == "follow", progress=Progress(interactive=show_progress), stop=stop).run()
-    click.echo(f"loaded {report.events:,} events from {report.messages:,} messages in {report.batches} batches "
-               f"({report.rate:,.0f} events/s) into {settings.warehouse}; dead letters {report.dead_letters:,}, "
-               f"lag {report.lag:,}", err=True)
+    click.echo(
+        f"loaded {report.events:,} events from {report.messages:,} messages in {report.batches} batches "
+        f"({report.rate:,.0f} events/s) into {settings.warehouse}; dead letters {report.dead_letters:,}, "
+        f"lag {report.lag:,}",
+        err=True,
+    )
     if fail_on_dead_letters and report.dead_letters:
         sys.exit(EXIT_DEAD_LETTERS)
 
@@ -117,8 +126,10 @@ def build(full_refresh: bool) -> None:
     if result.skipped:
         click.echo(f"nothing new since batch {result.through_batch}; watermark refreshed")
     else:
-        click.echo(f"built {' '.join(result.selected)} through batch {result.through_batch} in "
-                   f"{result.seconds:.2f}s; published {cycle.publication.file if cycle.publication else '-'}")
+        click.echo(
+            f"built {' '.join(result.selected)} through batch {result.through_batch} in "
+            f"{result.seconds:.2f}s; published {cycle.publication.file if cycle.publication else '-'}"
+        )
 
 
 @click.command()
@@ -166,8 +177,10 @@ def verify(timeout: float, limit: int) -> None:
                 pipeline.build_and_publish()
 
         report = reconcile(StackSettings(), settings.published, timeout=timeout, limit=limit, catch_up=catch_up)
-    click.echo(f"publication {report.publication.build_id} (waited {report.waited_seconds:.1f}s for it to "
-               f"catch up with the sources)")
+    click.echo(
+        f"publication {report.publication.build_id} (waited {report.waited_seconds:.1f}s for it to "
+        f"catch up with the sources)"
+    )
     for table, rows in report.rows_compared.items():
         found = [d for d in report.differences if d.table == table]
         status = click.style("ok", fg="green") if not found else click.style(f"{len(found)} differences", fg="red")
@@ -192,14 +205,21 @@ def views(limit: int) -> None:
     settings = PublishSettings()
     publication = current_publication(settings.published)
     if publication is None:
-        click.secho("nothing published yet: run `mirador build` (after `mirador load --once`) or `mirador run`",
-                    fg="yellow", err=True)
+        click.secho(
+            "nothing published yet: run `mirador build` (after `mirador load --once`) or `mirador run`",
+            fg="yellow",
+            err=True,
+        )
         sys.exit(EXIT_TERMINAL)
-    click.echo(f"publication {publication.build_id}, built {publication.built_at}, batch {publication.through_batch} "
-               f"(data tests passed through batch {publication.tested_through_batch})")
+    click.echo(
+        f"publication {publication.build_id}, built {publication.built_at}, batch {publication.through_batch} "
+        f"(data tests passed through batch {publication.tested_through_batch})"
+    )
     for service, mark in sorted(publication.watermark.items()):
-        click.echo(f"  {service:<10} includes source commits up to {mark.get('commit_ts') or '-'} "
-                   f"(LSN {mark.get('lsn') or '-'})")
+        click.echo(
+            f"  {service:<10} includes source commits up to {mark.get('commit_ts') or '-'} "
+            f"(LSN {mark.get('lsn') or '-'})"
+        )
     with duckdb.connect(str(publication.path(settings.published)), read_only=True) as conn:
         for table in publication.tables:
             count = conn.execute(f'select count(*) from "{table}"').fetchall()[0][0]
@@ -210,8 +230,11 @@ def views(limit: int) -> None:
 
 @click.command()
 @click.argument("query", required=False)
-@click.option("--published", is_flag=True,
-              help="Query the current publication of the view tables (never waits) instead of the working file.")
+@click.option(
+    "--published",
+    is_flag=True,
+    help="Query the current publication of the view tables (never waits) instead of the working file.",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Print the result as CSV with a header line.")
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the working file.")
 @reports_failures

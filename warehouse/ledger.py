@@ -14,7 +14,7 @@ never disagree:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -61,76 +61,119 @@ def create(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(DDL)
     renamed = conn.execute(
         "select count(*) from duckdb_columns() where database_name = current_database() and schema_name = 'loader' "
-        "and table_name = 'batches' and column_name = 'skipped_replayed'").fetchone()[0]
+        "and table_name = 'batches' and column_name = 'skipped_replayed'"
+    ).fetchone()[0]
     if renamed:  # the events of offsets landed before, under its earlier name
         conn.execute("alter table loader.batches rename column skipped_replayed to already_landed")
 
 
 # -- Positions and batches (the loader) ---------------------------------------------------------------
 
+
 def positions(conn: duckdb.DuckDBPyConnection) -> dict[TP, int]:
     """Per partition, the next offset to read."""
-    return {(t, p): o for t, p, o in conn.execute("select topic, partition, next_offset from loader.positions")
-            .fetchall()}
+    return {
+        (t, p): o for t, p, o in conn.execute("select topic, partition, next_offset from loader.positions").fetchall()
+    }
 
 
 def next_batch_id(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("select coalesce(max(batch_id), 0) + 1 from loader.batches").fetchone()[0]
 
 
-def store_positions(conn: duckdb.DuckDBPyConnection, positions: dict[TP, int], batch_id: int,
-                    loaded_at: datetime) -> None:
+def store_positions(
+    conn: duckdb.DuckDBPyConnection, positions: dict[TP, int], batch_id: int, loaded_at: datetime
+) -> None:
     """The next offsets after a batch; a position never moves back."""
-    _upsert(conn, "insert into loader.positions", [[t, p, o, batch_id, loaded_at] for (t, p), o in positions.items()],
-            "on conflict (topic, partition) do update set "
-            "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
-            "batch_id = excluded.batch_id, updated_at = excluded.updated_at")
+    _upsert(
+        conn,
+        "insert into loader.positions",
+        [[t, p, o, batch_id, loaded_at] for (t, p), o in positions.items()],
+        "on conflict (topic, partition) do update set "
+        "next_offset = greatest(loader.positions.next_offset, excluded.next_offset), "
+        "batch_id = excluded.batch_id, updated_at = excluded.updated_at",
+    )
 
 
-def record_batch(conn: duckdb.DuckDBPyConnection, batch_id: int, loaded_at: datetime, *, messages: int, events: int,
-                 tombstones: int, dead_letters: int, transactions: int, value_bytes: int, already_landed: int,
-                 tables: list[str]) -> None:
-    conn.execute("insert into loader.batches (batch_id, committed_at, messages, events, tombstones, dead_letters, "
-                 "transactions, value_bytes, already_landed, tables) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 [batch_id, loaded_at, messages, events, tombstones, dead_letters, transactions, value_bytes,
-                  already_landed, tables])
+def record_batch(
+    conn: duckdb.DuckDBPyConnection,
+    batch_id: int,
+    loaded_at: datetime,
+    *,
+    messages: int,
+    events: int,
+    tombstones: int,
+    dead_letters: int,
+    transactions: int,
+    value_bytes: int,
+    already_landed: int,
+    tables: list[str],
+) -> None:
+    conn.execute(
+        "insert into loader.batches (batch_id, committed_at, messages, events, tombstones, dead_letters, "
+        "transactions, value_bytes, already_landed, tables) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            batch_id,
+            loaded_at,
+            messages,
+            events,
+            tombstones,
+            dead_letters,
+            transactions,
+            value_bytes,
+            already_landed,
+            tables,
+        ],
+    )
 
 
-def add_dead_letters(conn: duckdb.DuckDBPyConnection, dead: pa.Table, batch_id: int, loaded_at: datetime,
-                     landed_before: dict[TP, int]) -> int:
+def add_dead_letters(
+    conn: duckdb.DuckDBPyConnection, dead: pa.Table, batch_id: int, loaded_at: datetime, landed_before: dict[TP, int]
+) -> int:
     """The batch's dead letters, but for those at offsets landed before; how many were added."""
     return _add_side_rows(conn, "loader.dead_letters", dead, [batch_id, loaded_at], landed_before)
 
 
-def add_transactions(conn: duckdb.DuckDBPyConnection, markers: pa.Table, batch_id: int,
-                     landed_before: dict[TP, int]) -> int:
+def add_transactions(
+    conn: duckdb.DuckDBPyConnection, markers: pa.Table, batch_id: int, landed_before: dict[TP, int]
+) -> int:
     """The batch's transaction markers, but for those at offsets landed before."""
     return _add_side_rows(conn, "loader.transactions", markers, [batch_id], landed_before)
 
 
-def _add_side_rows(conn: duckdb.DuckDBPyConnection, target: str, rows: pa.Table, stamps: list,
-                   landed_before: dict[TP, int]) -> int:
+def _add_side_rows(
+    conn: duckdb.DuckDBPyConnection, target: str, rows: pa.Table, stamps: list, landed_before: dict[TP, int]
+) -> int:
     conn.register("mirador_side", rows)
-    landed = " or ".join(f"(topic = {_literal(t)} and partition = {p} and \"offset\" < {o})"
-                         for (t, p), o in landed_before.items()) or "false"
+    landed = (
+        " or ".join(
+            f'(topic = {_literal(t)} and partition = {p} and "offset" < {o})' for (t, p), o in landed_before.items()
+        )
+        or "false"
+    )
     try:
-        return conn.execute(f"insert into {target} select *, {', '.join('?' for _ in stamps)} from mirador_side "
-                            f"where not ({landed})", stamps).fetchone()[0]
+        return conn.execute(
+            f"insert into {target} select *, {', '.join('?' for _ in stamps)} from mirador_side where not ({landed})",
+            stamps,
+        ).fetchone()[0]
     finally:
         conn.unregister("mirador_side")
 
 
 # -- Raw tables ---------------------------------------------------------------------------------------
 
+
 def raw_table_keys(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str] | None]:
     """Raw table -> its primary-key columns (None until a delete has told them)."""
     return dict(conn.execute("select raw_table, key_columns from loader.tables").fetchall())
 
 
-def record_raw_table(conn: duckdb.DuckDBPyConnection, table: str, topic: str, service: str,
-                     key_columns: list[str] | None, batch_id: int) -> None:
-    conn.execute("insert or ignore into loader.tables values (?, ?, ?, ?, ?)",
-                 [table, topic, service, key_columns, batch_id])
+def record_raw_table(
+    conn: duckdb.DuckDBPyConnection, table: str, topic: str, service: str, key_columns: list[str] | None, batch_id: int
+) -> None:
+    conn.execute(
+        "insert or ignore into loader.tables values (?, ?, ?, ?, ?)", [table, topic, service, key_columns, batch_id]
+    )
 
 
 def record_key_columns(conn: duckdb.DuckDBPyConnection, table: str, key_columns: list[str]) -> None:
@@ -139,34 +182,48 @@ def record_key_columns(conn: duckdb.DuckDBPyConnection, table: str, key_columns:
 
 # -- Source progress ----------------------------------------------------------------------------------
 
-def store_topic_progress(conn: duckdb.DuckDBPyConnection, rows: list[list], behind: set[str],
-                         topics: set[str]) -> None:
+
+def store_topic_progress(conn: duckdb.DuckDBPyConnection, rows: list[list], behind: set[str], topics: set[str]) -> None:
     """Per topic [topic, service, last LSN, last commit time, behind, batch]; then, of every topic read,
     which still have unread messages (`behind`)."""
-    _upsert(conn, "insert into loader.topic_progress", rows,
-            "on conflict (topic) do update set "
-            "last_lsn = greatest(loader.topic_progress.last_lsn, excluded.last_lsn), "
-            "last_commit_ts = greatest(loader.topic_progress.last_commit_ts, excluded.last_commit_ts), "
-            "batch_id = excluded.batch_id")
+    _upsert(
+        conn,
+        "insert into loader.topic_progress",
+        rows,
+        "on conflict (topic) do update set "
+        "last_lsn = greatest(loader.topic_progress.last_lsn, excluded.last_lsn), "
+        "last_commit_ts = greatest(loader.topic_progress.last_commit_ts, excluded.last_commit_ts), "
+        "batch_id = excluded.batch_id",
+    )
     if topics:
-        conn.execute("update loader.topic_progress set behind = list_contains(?, topic) "
-                     "where list_contains(?, topic)", [sorted(behind), sorted(topics)])
+        conn.execute(
+            "update loader.topic_progress set behind = list_contains(?, topic) where list_contains(?, topic)",
+            [sorted(behind), sorted(topics)],
+        )
 
 
-def store_source_progress(conn: duckdb.DuckDBPyConnection, rows: list[list], caught_up: set[str],
-                          loaded_at: datetime) -> None:
+def store_source_progress(
+    conn: duckdb.DuckDBPyConnection, rows: list[list], caught_up: set[str], loaded_at: datetime
+) -> None:
     """Per service [service, last LSN, last commit time, landed at, heartbeat]; services whose every
     topic was read to its end are all landed up to their newest position (`caught_up`)."""
-    _upsert(conn, "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at)",
-            rows, "on conflict (service) do update set "
-            "last_lsn = greatest(loader.source_progress.last_lsn, excluded.last_lsn), "
-            "last_commit_ts = greatest(loader.source_progress.last_commit_ts, excluded.last_commit_ts), "
-            "last_loaded_at = coalesce(excluded.last_loaded_at, loader.source_progress.last_loaded_at), "
-            "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)")
+    _upsert(
+        conn,
+        "insert into loader.source_progress (service, last_lsn, last_commit_ts, last_loaded_at, heartbeat_at)",
+        rows,
+        "on conflict (service) do update set "
+        "last_lsn = greatest(loader.source_progress.last_lsn, excluded.last_lsn), "
+        "last_commit_ts = greatest(loader.source_progress.last_commit_ts, excluded.last_commit_ts), "
+        "last_loaded_at = coalesce(excluded.last_loaded_at, loader.source_progress.last_loaded_at), "
+        "heartbeat_at = greatest(loader.source_progress.heartbeat_at, excluded.heartbeat_at)",
+    )
     if caught_up:
-        conn.execute("update loader.source_progress set caught_up_lsn = last_lsn, "
-                     "caught_up_commit_ts = last_commit_ts, caught_up_at = ? where service in "
-                     f"({', '.join('?' for _ in caught_up)})", [loaded_at, *sorted(caught_up)])
+        conn.execute(
+            "update loader.source_progress set caught_up_lsn = last_lsn, "
+            "caught_up_commit_ts = last_commit_ts, caught_up_at = ? where service in "
+            f"({', '.join('?' for _ in caught_up)})",
+            [loaded_at, *sorted(caught_up)],
+        )
 
 
 def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
@@ -176,8 +233,10 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     still behind hold it back to what they landed); wait for `lsn` >= a command's position to read
     your write. `latest_lsn`/`latest_commit_ts`: the newest change landed from any topic.
     """
-    exists = conn.execute("select count(*) from duckdb_tables() where database_name = current_database() "
-                          "and schema_name = 'loader' and table_name = 'topic_progress'").fetchall()[0][0]
+    exists = conn.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'loader' and table_name = 'topic_progress'"
+    ).fetchall()[0][0]
     if not exists:
         return {}
     rows = conn.execute("""
@@ -195,18 +254,25 @@ def read_watermark(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
         order by topics.service
     """).fetchall()
     return {
-        service: {"lsn": lsn, "commit_ts": _iso(commit), "latest_lsn": latest_lsn,
-                  "latest_commit_ts": _iso(latest_commit), "heartbeat_at": _iso(heartbeat)}
+        service: {
+            "lsn": lsn,
+            "commit_ts": _iso(commit),
+            "latest_lsn": latest_lsn,
+            "latest_commit_ts": _iso(latest_commit),
+            "heartbeat_at": _iso(heartbeat),
+        }
         for service, lsn, commit, latest_lsn, latest_commit, heartbeat in rows
     }
 
 
 # -- Builds -------------------------------------------------------------------------------------------
 
+
 def last_built_batch(conn: duckdb.DuckDBPyConnection, *, tested: bool) -> int:
     """The last batch a successful build read (`tested`: one whose data tests ran and passed); -1 for none."""
-    return conn.execute("select coalesce(max(through_batch), -1) from loader.builds where success"
-                        + (" and tested" if tested else "")).fetchall()[0][0]
+    return conn.execute(
+        "select coalesce(max(through_batch), -1) from loader.builds where success" + (" and tested" if tested else "")
+    ).fetchall()[0][0]
 
 
 def never_built(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -217,24 +283,37 @@ def batches_after(conn: duckdb.DuckDBPyConnection, after: int, through: int | No
     """The last batch after `after` (up to `through`) and the raw tables those batches changed."""
     last, tables = conn.execute(
         "select coalesce(max(batch_id), ?), list_distinct(flatten(list(tables))) from loader.batches "
-        "where batch_id > ? and batch_id <= coalesce(?, batch_id)", [after, after, through]).fetchall()[0]
+        "where batch_id > ? and batch_id <= coalesce(?, batch_id)",
+        [after, after, through],
+    ).fetchall()[0]
     return last, {t.split(".")[-1] for t in tables or []}
 
 
-def record_build(conn: duckdb.DuckDBPyConnection, build_id: str, *, seconds: float, through_batch: int,
-                 selected: list[str], success: bool, tested: bool) -> None:
+def record_build(
+    conn: duckdb.DuckDBPyConnection,
+    build_id: str,
+    *,
+    seconds: float,
+    through_batch: int,
+    selected: list[str],
+    success: bool,
+    tested: bool,
+) -> None:
     """A build that just finished, `seconds` after it started: what the next one starts after."""
     conn.execute(
         "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
         "seconds, tested) values (?, now() - to_microseconds(?::bigint), now(), ?, ?, ?, ?, ?)",
-        [build_id, int(seconds * 1e6), through_batch, " ".join(selected), success, seconds, tested])
+        [build_id, int(seconds * 1e6), through_batch, " ".join(selected), success, seconds, tested],
+    )
 
 
 def built_here(conn: duckdb.DuckDBPyConnection, build_id: str) -> bool:
     """Whether this warehouse recorded `build_id` as a successful build (False without a ledger)."""
     try:
-        return conn.execute("select count(*) from loader.builds where build_id = ? and success",
-                            [build_id]).fetchone()[0] > 0
+        return (
+            conn.execute("select count(*) from loader.builds where build_id = ? and success", [build_id]).fetchone()[0]
+            > 0
+        )
     except duckdb.CatalogException:
         return False
 
@@ -251,4 +330,4 @@ def _literal(text: str) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -91,8 +91,9 @@ class WarehouseLock:
                     waited = time.monotonic() - started
                     if waited >= self.timeout:
                         os.close(fd)
-                        raise TransientError(f"{self.path} is still held by {describe_holder(self.path)} "
-                                             f"after {waited:.0f}s") from None
+                        raise TransientError(
+                            f"{self.path} is still held by {describe_holder(self.path)} after {waited:.0f}s"
+                        ) from None
                     if waited - reminded >= REMIND_SECONDS or reminded == 0.0:
                         log.info("waiting for %s to release %s ...", describe_holder(self.path), self.path.name)
                         self._note.parent.mkdir(exist_ok=True)
@@ -103,8 +104,13 @@ class WarehouseLock:
             self._note.unlink(missing_ok=True)
         self.waited = time.monotonic() - started
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
-                                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {"holder": self.holder, "pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")}
+            ).encode(),
+            0,
+        )
         self._fd = fd
 
     def release(self) -> None:
@@ -119,8 +125,9 @@ class WarehouseLock:
         self.acquire()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.release()
 
 

@@ -26,16 +26,22 @@ from warehouse.publish import Publication, current_publication
 SOURCES = {
     # service: {table: columns the recomputation reads (all of them when the table exists)}
     "customers": {"customers": ["id", "name", "email"]},
-    "orders": {"orders": ["id", "customer_id", "status"],
-               "order_lines": ["order_id", "line_no", "quantity", "unit_price"]},
+    "orders": {
+        "orders": ["id", "customer_id", "status"],
+        "order_lines": ["order_id", "line_no", "quantity", "unit_price"],
+    },
     "invoices": {"invoices": ["id", "order_id", "status", "amount", "document_url", "issued_at"]},
-    "inventory": {"products": ["id", "sku", "name", "list_price", "retired_at"],
-                  "stock_events": ["stream", "version", "event_type", "quantity"]},
+    "inventory": {
+        "products": ["id", "sku", "name", "list_price", "retired_at"],
+        "stock_events": ["stream", "version", "event_type", "quantity"],
+    },
 }
 
 # Each mart recomputed from the copied source tables (`<service>_<table>`, every column text).
 EXPECTED = {
-    "orders_with_invoices": ("order_id", """
+    "orders_with_invoices": (
+        "order_id",
+        """
         select
             o.id as order_id,
             o.status,
@@ -54,8 +60,11 @@ EXPECTED = {
         left join invoices_invoices i on i.id = (
             select id from invoices_invoices x where x.order_id = o.id
             order by x.status <> 'void' desc, x.issued_at::timestamptz desc, x.id limit 1)
-    """),
-    "product_stock": ("product_id", """
+    """,
+    ),
+    "product_stock": (
+        "product_id",
+        """
         select
             p.id as product_id,
             p.sku,
@@ -67,8 +76,11 @@ EXPECTED = {
                       from inventory_stock_events e where e.stream = p.id), 0) as current_stock,
             (select count(*) from inventory_stock_events e where e.stream = p.id) as event_count
         from inventory_products p
-    """),
-    "stock_movements": ("product_id || '/' || version", """
+    """,
+    ),
+    "stock_movements": (
+        "product_id || '/' || version",
+        """
         select
             e.stream as product_id,
             e.version::integer as version,
@@ -77,8 +89,11 @@ EXPECTED = {
              from inventory_stock_events x
              where x.stream = e.stream and x.version::integer <= e.version::integer) as balance_after
         from inventory_stock_events e
-    """),
-    "customer_summary": ("customer_id", """
+    """,
+    ),
+    "customer_summary": (
+        "customer_id",
+        """
         select
             c.id as customer_id,
             c.name as customer_name,
@@ -96,7 +111,8 @@ EXPECTED = {
                       where o.customer_id = c.id and i.status = 'paid'), 0)::decimal(18, 2)
                 as paid_invoice_amount
         from customers_customers c
-    """),
+    """,
+    ),
 }
 
 
@@ -125,8 +141,9 @@ def source_lsns(stack: StackSettings) -> dict[str, int]:
     return {service: int(lsn) for service, lsn in lsns.items()}
 
 
-def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float,
-                       catch_up: Callable[[], None] | None = None) -> tuple[Publication, float]:
+def wait_for_watermark(
+    published: Path, targets: dict[str, int], timeout: float, catch_up: Callable[[], None] | None = None
+) -> tuple[Publication, float]:
     """Until the current publication includes every service up to its target LSN.
 
     `catch_up`, when no `mirador run` is keeping the views fresh, loads and builds what arrived.
@@ -136,19 +153,28 @@ def wait_for_watermark(published: Path, targets: dict[str, int], timeout: float,
         if catch_up is not None:
             catch_up()
         publication = current_publication(published)
-        behind = {s: lsn for s, lsn in targets.items()
-                  if publication is None or (publication.watermark.get(s, {}).get("lsn") or 0) < lsn}
+        behind = {
+            s: lsn
+            for s, lsn in targets.items()
+            if publication is None or (publication.watermark.get(s, {}).get("lsn") or 0) < lsn
+        }
         if not behind:
             return publication, time.monotonic() - started
         if time.monotonic() - started > timeout:
             raise TransientError(
                 f"the published view tables have not caught up with {', '.join(sorted(behind))} after "
-                f"{timeout:.0f}s; is `mirador run` running (or `mirador load --once && mirador build`)?")
+                f"{timeout:.0f}s; is `mirador run` running (or `mirador load --once && mirador build`)?"
+            )
         time.sleep(0.5)
 
 
-def verify(stack: StackSettings, published: Path, timeout: float = 120.0, limit: int = 20,
-           catch_up: Callable[[], None] | None = None) -> VerifyReport:
+def verify(
+    stack: StackSettings,
+    published: Path,
+    timeout: float = 120.0,
+    limit: int = 20,
+    catch_up: Callable[[], None] | None = None,
+) -> VerifyReport:
     targets = source_lsns(stack)
     publication, waited = wait_for_watermark(published, targets, timeout, catch_up)
     report = VerifyReport(publication, waited_seconds=waited)
@@ -164,8 +190,9 @@ def verify(stack: StackSettings, published: Path, timeout: float = 120.0, limit:
     return report
 
 
-def _copy(conn: psycopg.Connection, db: duckdb.DuckDBPyConnection, name: str, table: str,
-          columns: list[str], scratch: Path) -> None:
+def _copy(
+    conn: psycopg.Connection, db: duckdb.DuckDBPyConnection, name: str, table: str, columns: list[str], scratch: Path
+) -> None:
     """Copy a source table into DuckDB, every value as text (Postgres's own rendering).
 
     A table the service has not created yet (it never started) is empty.
@@ -174,35 +201,37 @@ def _copy(conn: psycopg.Connection, db: duckdb.DuckDBPyConnection, name: str, ta
         db.execute(f"create table {name} ({', '.join(f'{c} varchar' for c in columns)})")
         return
     path = scratch / f"{name}.csv"
-    with path.open("wb") as out, conn.cursor().copy(
-            f"copy (select * from public.{table}) to stdout with (format csv, header)") as copy:
+    with (
+        path.open("wb") as out,
+        conn.cursor().copy(f"copy (select * from public.{table}) to stdout with (format csv, header)") as copy,
+    ):
         for chunk in copy:
             out.write(chunk)
-    db.execute(f"create table {name} as select * from read_csv(?, header = true, all_varchar = true)",
-               [str(path)])
+    db.execute(f"create table {name} as select * from read_csv(?, header = true, all_varchar = true)", [str(path)])
 
 
-def _compare(db: duckdb.DuckDBPyConnection, mart: str, key: str, query: str, out: list[Difference],
-             limit: int) -> int:
+def _compare(db: duckdb.DuckDBPyConnection, mart: str, key: str, query: str, out: list[Difference], limit: int) -> int:
     db.execute(f"create or replace temp view expected_{mart} as {query}")
     columns = [row[0] for row in db.execute(f"describe expected_{mart}").fetchall()]
-    select = ", ".join(
-        f"{c}::varchar as {c}" for c in columns)
+    select = ", ".join(f"{c}::varchar as {c}" for c in columns)
     db.execute(f"create or replace temp table e as select {key}::varchar as _key, {select} from expected_{mart}")
     db.execute(f"create or replace temp table a as select {key}::varchar as _key, {select} from pub.main.{mart}")
     compared = db.execute("select count(*) from a").fetchall()[0][0]
     rows = db.execute(f"""
         select coalesce(e._key, a._key), e._key is null, a._key is null,
-               {', '.join(f'e.{c}' for c in columns)}, {', '.join(f'a.{c}' for c in columns)}
+               {", ".join(f"e.{c}" for c in columns)}, {", ".join(f"a.{c}" for c in columns)}
         from e full outer join a on e._key = a._key
-        where e._key is null or a._key is null or {' or '.join(f'e.{c} is distinct from a.{c}' for c in columns)}
+        where e._key is null or a._key is null or {" or ".join(f"e.{c} is distinct from a.{c}" for c in columns)}
         order by 1 limit {limit}
     """).fetchall()
     for row in rows:
         key_value, missing_expected, missing_published = row[:3]
-        expected = dict(zip(columns, row[3:3 + len(columns)]))
-        actual = dict(zip(columns, row[3 + len(columns):]))
+        expected = dict(zip(columns, row[3 : 3 + len(columns)]))
+        actual = dict(zip(columns, row[3 + len(columns) :]))
         side = "published only" if missing_expected else "source only" if missing_published else "values"
-        out.append(Difference(mart, key_value, side,
-                              None if missing_expected else expected, None if missing_published else actual))
+        out.append(
+            Difference(
+                mart, key_value, side, None if missing_expected else expected, None if missing_published else actual
+            )
+        )
     return compared

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import random
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -16,11 +16,13 @@ from warehouse.publish import publish
 
 TABLE = "orders_with_invoices"
 TABLES = {TABLE: ["order_id"]}
-CATALOG = {TABLE: {
-    "description": "Synthetic orders with their customer and current invoice (bench/api).",
-    "meta": {"expose": True, "primary_key": ["order_id"], "default_order": ["placed_at desc", "order_id"]},
-    "columns": {},
-}}
+CATALOG = {
+    TABLE: {
+        "description": "Synthetic orders with their customer and current invoice (bench/api).",
+        "meta": {"expose": True, "primary_key": ["order_id"], "default_order": ["placed_at desc", "order_id"]},
+        "columns": {},
+    }
+}
 """What `mirador build` hands readers for this mart (the dbt manifest's meta), so the API knows the key
 and the default order."""
 
@@ -30,8 +32,10 @@ create table if not exists loader.builds (build_id varchar primary key, started_
     finished_at timestamptz, through_batch bigint, selected varchar, success boolean, seconds double,
     tested boolean default true);
 """
-RECORD_BUILD = ("insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
-                "seconds) values (?, now(), now(), ?, 'bench/api', true, 0)")
+RECORD_BUILD = (
+    "insert into loader.builds (build_id, started_at, finished_at, through_batch, selected, success, "
+    "seconds) values (?, now(), now(), ?, 'bench/api', true, 0)"
+)
 
 GENERATE = """
 create or replace temporary macro uuid_text(h) as
@@ -91,7 +95,7 @@ create index {TABLE}_default_order on {TABLE} (placed_at desc, order_id);
 
 
 def watermark(batch: int) -> dict[str, dict]:
-    return {"orders": {"lsn": batch * 1000, "commit_ts": datetime.now(timezone.utc).isoformat()}}
+    return {"orders": {"lsn": batch * 1000, "commit_ts": datetime.now(UTC).isoformat()}}
 
 
 def publish_build(conn: duckdb.DuckDBPyConnection, published: Path, batch: int):
@@ -117,17 +121,26 @@ def export(working: Path, parquet: Path, sqlite: Path, keys: Path, customers: Pa
     """The peers' static copies of the mart as published (no `_` columns), and the lists the load
     picks from: up to `sample` order ids, and every customer id."""
     with duckdb.connect(str(working), read_only=True) as conn:
-        columns = [name for name, in conn.execute(
-            "select column_name from duckdb_columns() where schema_name = 'marts' and table_name = ? "
-            "and not starts_with(column_name, '_') order by column_index", [TABLE]).fetchall()]
+        columns = [
+            name
+            for (name,) in conn.execute(
+                "select column_name from duckdb_columns() where schema_name = 'marts' and table_name = ? "
+                "and not starts_with(column_name, '_') order by column_index",
+                [TABLE],
+            ).fetchall()
+        ]
         select = f"select {', '.join(columns)} from marts.{TABLE}"
         parquet.unlink(missing_ok=True)
         conn.execute(f"copy ({select}) to '{parquet}' (format parquet)")
         _write_sqlite(conn, select, len(columns), sqlite)
-        ids = [k for k, in conn.execute(f"select order_id from marts.{TABLE}").fetchall()]
+        ids = [k for (k,) in conn.execute(f"select order_id from marts.{TABLE}").fetchall()]
         keys.write_text("\n".join(random.Random(1).sample(ids, min(sample, len(ids)))) + "\n")
-        customers.write_text("\n".join(c for c, in conn.execute(
-            f"select distinct customer_id from marts.{TABLE} order by 1").fetchall()) + "\n")
+        customers.write_text(
+            "\n".join(
+                c for (c,) in conn.execute(f"select distinct customer_id from marts.{TABLE} order by 1").fetchall()
+            )
+            + "\n"
+        )
 
 
 def _write_sqlite(conn: duckdb.DuckDBPyConnection, select: str, width: int, path: Path) -> None:
@@ -137,11 +150,13 @@ def _write_sqlite(conn: duckdb.DuckDBPyConnection, select: str, width: int, path
         out.executescript(SQLITE_SCHEMA)
         marks = ", ".join("?" * width)
         # Timestamps as ISO text in UTC, decimals as floats: what a SQLite copy of the mart holds.
-        reader = conn.execute(f"select * replace (strftime(placed_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
-                              f"as placed_at, strftime(updated_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
-                              f"as updated_at, invoice_due_date::varchar as invoice_due_date, "
-                              f"order_total::double as order_total, invoice_amount::double as invoice_amount) "
-                              f"from ({select})")
+        reader = conn.execute(
+            f"select * replace (strftime(placed_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
+            f"as placed_at, strftime(updated_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
+            f"as updated_at, invoice_due_date::varchar as invoice_due_date, "
+            f"order_total::double as order_total, invoice_amount::double as invoice_amount) "
+            f"from ({select})"
+        )
         while batch := reader.fetchmany(50_000):
             out.executemany(f"insert into {TABLE} values ({marks})", batch)
         out.executescript(SQLITE_INDEXES)

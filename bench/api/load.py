@@ -72,16 +72,35 @@ def write_script(directory: Path) -> Path:
     return path
 
 
-def run(base: str, template: str, items: Path | None, seconds: float, *, script: Path, threads: int = 2,
-        connections: int = 64) -> Result:
+def run(
+    base: str,
+    template: str,
+    items: Path | None,
+    seconds: float,
+    *,
+    script: Path,
+    threads: int = 2,
+    connections: int = 64,
+) -> Result:
     """wrk against `base` + `template` for `seconds`."""
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-               "-s", str(script), base, "--", template, str(items or "")]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base,
+        "--",
+        template,
+        str(items or ""),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     line = next((line for line in done.stdout.splitlines() if line.startswith("WRK ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     data = json.loads(line[4:])
     errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000,
-                  errors)
+    return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000, errors)

@@ -36,8 +36,11 @@ def published_between(log: Path, start: float, end: float) -> int:
 
 def same_rows(servers: list[Server], keys: Path, customers: Path, samples: int = 5) -> list[str]:
     """Ask every server for the same few keys, customer pages and the first page; what differs."""
-    picks = {"key": keys.read_text().split()[:samples], "customer": customers.read_text().split()[:samples],
-             "first": [""]}
+    picks = {
+        "key": keys.read_text().split()[:samples],
+        "customer": customers.read_text().split()[:samples],
+        "first": [""],
+    }
     problems = []
     with httpx.Client(timeout=30) as client:
         for scenario, values in picks.items():
@@ -46,13 +49,15 @@ def same_rows(servers: list[Server], keys: Path, customers: Path, samples: int =
                 for server in servers:
                     response = client.get(server.base + server.paths[scenario].replace("{}", value))
                     if response.status_code != 200:
-                        problems.append(f"{server.name} {scenario} {value}: {response.status_code} "
-                                        f"{response.text[:200]}")
+                        problems.append(
+                            f"{server.name} {scenario} {value}: {response.status_code} {response.text[:200]}"
+                        )
                         continue
                     seen[server.name] = server.order_ids(scenario, response.json())
                 if len({tuple(ids) for ids in seen.values()}) > 1:
-                    problems.append(f"{scenario} {value}: "
-                                    + "; ".join(f"{n}: {ids[:3]}..." for n, ids in seen.items()))
+                    problems.append(
+                        f"{scenario} {value}: " + "; ".join(f"{n}: {ids[:3]}..." for n, ids in seen.items())
+                    )
                 if not any(seen.values()):
                     problems.append(f"{scenario} {value}: no rows from anyone")
     return problems
@@ -152,8 +157,19 @@ class FreshnessProbe(threading.Thread):
         self.join(timeout=12)
 
 
-def http_rounds(servers: list[Server], items: dict[str, Path | None], log: Path, *, runs: int, seconds: float,
-                warm: float, script: Path, threads: int, connections: int, say) -> dict[tuple[str, str], list[Sample]]:
+def http_rounds(
+    servers: list[Server],
+    items: dict[str, Path | None],
+    log: Path,
+    *,
+    runs: int,
+    seconds: float,
+    warm: float,
+    script: Path,
+    threads: int,
+    connections: int,
+    say,
+) -> dict[tuple[str, str], list[Sample]]:
     """`runs` rounds; in each, every scenario against every server in turn (so drift hits all alike)."""
     samples: dict[tuple[str, str], list[Sample]] = {}
     fixed = (items["key"].read_text().split() or [""])[0]
@@ -162,22 +178,41 @@ def http_rounds(servers: list[Server], items: dict[str, Path | None], log: Path,
             for server in servers:
                 template = server.paths[scenario]
                 if round_ == 0 and warm:
-                    load.run(server.base, template, items[scenario], warm, script=script, threads=threads,
-                             connections=connections)
+                    load.run(
+                        server.base,
+                        template,
+                        items[scenario],
+                        warm,
+                        script=script,
+                        threads=threads,
+                        connections=connections,
+                    )
                 probe = FreshnessProbe(server, server.paths["key"].replace("{}", fixed)) if server.follows else None
                 start = time.time()
                 with procs.PeakRss(server.pid) as rss, probe or nullcontext():
-                    result = load.run(server.base, template, items[scenario], seconds, script=script,
-                                      threads=threads, connections=connections)
+                    result = load.run(
+                        server.base,
+                        template,
+                        items[scenario],
+                        seconds,
+                        script=script,
+                        threads=threads,
+                        connections=connections,
+                    )
                 end = time.time()
                 # Publications switched up to 1 s before the end: the probe had time to see them.
                 fresh = probe.latencies_ms(log, start, end - 1.0, end) if probe else []
                 sample = Sample(result, rss.peak, published_between(log, start, end) / (end - start), fresh)
                 samples.setdefault((server.name, scenario), []).append(sample)
-                served = (f"; publication served after p50 {percentile(fresh, 50):.0f} ms, max {max(fresh):.0f} ms"
-                          if fresh else "")
-                say(f"  run {round_ + 1}/{runs} {server.name:<10} {SCENARIOS[scenario]:<14} {result.rate:>9,.0f} req/s "
-                    f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:7.2f} ms errors {result.errors}{served}")
+                served = (
+                    f"; publication served after p50 {percentile(fresh, 50):.0f} ms, max {max(fresh):.0f} ms"
+                    if fresh
+                    else ""
+                )
+                say(
+                    f"  run {round_ + 1}/{runs} {server.name:<10} {SCENARIOS[scenario]:<14} {result.rate:>9,.0f} req/s "
+                    f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:7.2f} ms errors {result.errors}{served}"
+                )
     return samples
 
 
@@ -251,8 +286,22 @@ async def _live_stream(server: Server, log: Path, subscribers: int, idle: int, s
     finally:
         await single.close()
         await subs.close()
-    return Live(subscribers, ready, at_latency, latencies, single_ms, window, len(latencies), idle, idle_ready,
-                at_idle, rss_before, rss_after, subs.failed, cpu)
+    return Live(
+        subscribers,
+        ready,
+        at_latency,
+        latencies,
+        single_ms,
+        window,
+        len(latencies),
+        idle,
+        idle_ready,
+        at_idle,
+        rss_before,
+        rss_after,
+        subs.failed,
+        cpu,
+    )
 
 
 def median(values: list[float]) -> float:

@@ -39,8 +39,9 @@ def cmdline(pid: int) -> str:
 def cpu_seconds(pid: int) -> float:
     """CPU time of all its threads: from schedstat (nanoseconds) where the kernel keeps it, else in ticks."""
     try:
-        return sum(int((task / "schedstat").read_text().split()[0])
-                   for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+        return (
+            sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+        )
     except (OSError, ValueError, IndexError):
         pass
     try:

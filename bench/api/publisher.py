@@ -74,8 +74,17 @@ def main() -> None:
             seconds = time.perf_counter() - started
             took.append(seconds)
             published += 1
-            log.write(json.dumps({"build_id": publication.build_id, "published_at": publication.published_at,
-                                  "seconds": round(seconds, 4), "changed": args.changed}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "build_id": publication.build_id,
+                        "published_at": publication.published_at,
+                        "seconds": round(seconds, 4),
+                        "changed": args.changed,
+                    }
+                )
+                + "\n"
+            )
             log.flush()
             pause = next_at - time.monotonic()
             if pause > 0:
@@ -85,10 +94,19 @@ def main() -> None:
     conn.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     took.sort()
-    print(json.dumps({"publications": published, "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-                      "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                      "p50_seconds": took[len(took) // 2] if took else None,
-                      "max_seconds": took[-1] if took else None, "pid": os.getpid()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "publications": published,
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+                "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                "p50_seconds": took[len(took) // 2] if took else None,
+                "max_seconds": took[-1] if took else None,
+                "pid": os.getpid(),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -52,15 +52,21 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--publish-rate", type=float, default=1.0, help="publications per second (0: none)")
     parser.add_argument("--changed", type=int, default=300, help="rows each publication changes")
     parser.add_argument("--workers", type=int, default=2, help="mirador serve --workers")
-    parser.add_argument("--datasette-workers", type=int, default=2,
-                        help="1: `datasette serve` (one process); more: its app under uvicorn --workers")
+    parser.add_argument(
+        "--datasette-workers",
+        type=int,
+        default=2,
+        help="1: `datasette serve` (one process); more: its app under uvicorn --workers",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c")
     parser.add_argument("--subscribers", type=int, default=1000, help="live-stream subscribers for the latency")
     parser.add_argument("--idle-subscribers", type=int, default=4000, help="idle subscribers held in all")
-    parser.add_argument("--peers-venv", type=Path, default=ROOT / ".venv-peers",
-                        help="where roapi and datasette are (made if missing)")
+    parser.add_argument(
+        "--peers-venv", type=Path, default=ROOT / ".venv-peers", help="where roapi and datasette are (made if missing)"
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".mirador" / "bench-api", help="scratch (wiped)")
+    parser.add_argument("--json", type=Path, help="also write the HTTP medians per server and scenario here")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
     args.seconds = args.seconds or (5.0 if args.quick else 10.0)
@@ -119,8 +125,10 @@ def main() -> int:
     started = time.perf_counter()
     dataset.generate(working, published, args.rows, args.customers)
     dataset.export(working, files["orders.parquet"], files["peers.db"], files["keys.txt"], files["customers.txt"])
-    say(f"{args.rows:,} rows, {len(files['customers.txt'].read_text().split()):,} customers generated and "
-        f"published in {time.perf_counter() - started:.1f} s ({work})")
+    say(
+        f"{args.rows:,} rows, {len(files['customers.txt'].read_text().split()):,} customers generated and "
+        f"published in {time.perf_counter() - started:.1f} s ({work})"
+    )
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
@@ -150,24 +158,54 @@ def main() -> int:
         if args.publish_rate > 0:
             with pub_out.open("w") as out:
                 publisher = subprocess.Popen(
-                    [sys.executable, str(Path(__file__).with_name("publisher.py")), "--working", str(working),
-                     "--published", str(published), "--log", str(pub_log), "--rate", str(args.publish_rate),
-                     "--changed", str(args.changed), "--duration", "3600"],
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                    [
+                        sys.executable,
+                        str(Path(__file__).with_name("publisher.py")),
+                        "--working",
+                        str(working),
+                        "--published",
+                        str(published),
+                        "--log",
+                        str(pub_log),
+                        "--rate",
+                        str(args.publish_rate),
+                        "--changed",
+                        str(args.changed),
+                        "--duration",
+                        "3600",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             time.sleep(max(2.0, 2 / args.publish_rate))
         if mirador and publisher:
             cost = phases.publication_cost(mirador, idle, publisher.pid, pub_log, args.seconds)
         if mirador and publisher:
-            say(f"live stream: {args.subscribers:,} subscribers for {args.seconds:.0f} s, then "
-                f"{args.idle_subscribers:,} idle")
-            live = phases.live_stream(mirador, pub_log, subscribers=args.subscribers, idle=args.idle_subscribers,
-                                      seconds=args.seconds)
-        say(f"http: {args.runs} run(s) of {args.seconds:.0f} s per scenario and server, wrk -t{args.threads} "
-            f"-c{args.connections}, publishing {args.publish_rate}/s ({args.changed} rows each)")
+            say(
+                f"live stream: {args.subscribers:,} subscribers for {args.seconds:.0f} s, then "
+                f"{args.idle_subscribers:,} idle"
+            )
+            live = phases.live_stream(
+                mirador, pub_log, subscribers=args.subscribers, idle=args.idle_subscribers, seconds=args.seconds
+            )
+        say(
+            f"http: {args.runs} run(s) of {args.seconds:.0f} s per scenario and server, wrk -t{args.threads} "
+            f"-c{args.connections}, publishing {args.publish_rate}/s ({args.changed} rows each)"
+        )
         items = {"key": files["keys.txt"], "customer": files["customers.txt"], "first": None}
-        samples = phases.http_rounds(running, items, pub_log, runs=args.runs, seconds=args.seconds, warm=args.warm,
-                                     script=load.write_script(work), threads=args.threads,
-                                     connections=args.connections, say=say)
+        samples = phases.http_rounds(
+            running,
+            items,
+            pub_log,
+            runs=args.runs,
+            seconds=args.seconds,
+            warm=args.warm,
+            script=load.write_script(work),
+            threads=args.threads,
+            connections=args.connections,
+            say=say,
+        )
     except KeyboardInterrupt:
         say("interrupted: stopping what was started")
         return 130
@@ -182,19 +220,47 @@ def main() -> int:
 
     summary = json.loads(pub_out.read_text().strip().splitlines()[-1]) if pub_out.exists() else {}
     say("")
-    say(f"orders_with_invoices, {args.rows:,} rows; medians of {args.runs} run(s) of {args.seconds:.0f} s; "
-        f"wrk -t{args.threads} -c{args.connections}; all on 127.0.0.1, one {_cores()}-core machine")
+    say(
+        f"orders_with_invoices, {args.rows:,} rows; medians of {args.runs} run(s) of {args.seconds:.0f} s; "
+        f"wrk -t{args.threads} -c{args.connections}; all on 127.0.0.1, one {_cores()}-core machine"
+    )
     say(report.http_table(running, samples))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": args.rows,
+                    "runs": args.runs,
+                    "seconds": args.seconds,
+                    "http": [
+                        {
+                            "server": server,
+                            "scenario": scenario,
+                            "rps": phases.median([s.result.rate for s in runs]),
+                            "p50_ms": phases.median([s.result.p50_ms for s in runs]),
+                            "p99_ms": phases.median([s.result.p99_ms for s in runs]),
+                            "errors": sum(s.result.errors for s in runs),
+                        }
+                        for (server, scenario), runs in samples.items()
+                    ],
+                },
+                indent=1,
+            )
+        )
     for server in running:
         say(f"  {server.name}: {server.note}")
     if with_peers:
         say("  peers serve the static copy they started with; only mirador follows the publications")
-    say("  mirador/peer: mirador's req/s over the peer's; pubs/s: publications switched during the runs;\n"
+    say(
+        "  mirador/peer: mirador's req/s over the peer's; pubs/s: publications switched during the runs;\n"
         "  served after: p50 / max ms from a publication's switch to the first response from it or a later one,\n"
-        "  asked for every 5 ms beside the load (queued behind it like any request)")
+        "  asked for every 5 ms beside the load (queued behind it like any request)"
+    )
     if summary:
-        say(f"  publisher: {summary['publications']} publications, p50 {summary['p50_seconds']:.3f} s, "
-            f"max {summary['max_seconds']:.3f} s each, {summary['cpu_seconds']:.1f} CPU s in all")
+        say(
+            f"  publisher: {summary['publications']} publications, p50 {summary['p50_seconds']:.3f} s, "
+            f"max {summary['max_seconds']:.3f} s each, {summary['cpu_seconds']:.1f} CPU s in all"
+        )
     if cost:
         say("")
         say(report.cost_table(cost, args.rows, args.changed))
@@ -213,14 +279,22 @@ def main() -> int:
 def machine() -> str:
     """Cores, memory and load average: the machine may be shared, and the numbers move with its load."""
     import os
-    memory = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), 0.0)
+
+    memory = next(
+        (
+            int(line.split()[1]) / 2**20
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        0.0,
+    )
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return f"{os.cpu_count()} cores, {memory:.0f} GiB, load average {load}"
 
 
 def _cores() -> int:
     import os
+
     return os.cpu_count() or 0
 
 

@@ -20,16 +20,23 @@ HERE = Path(__file__).resolve().parent
 TABLE = "orders_with_invoices"
 SCENARIOS = {"key": "key lookup", "customer": "customer page", "first": "first page"}
 
-MIRADOR = {"key": f"/views/{TABLE}/{{}}", "customer": f"/views/{TABLE}?customer_id={{}}&limit=50",
-           "first": f"/views/{TABLE}?limit=50"}
-ROAPI = {"key": f"/api/tables/{TABLE}?filter%5Border_id%5D=%27{{}}%27",
-         "customer": f"/api/tables/{TABLE}?filter%5Bcustomer_id%5D=%27{{}}%27&sort=-placed_at,order_id&limit=50",
-         "first": f"/api/tables/{TABLE}?sort=-placed_at,order_id&limit=50"}
+MIRADOR = {
+    "key": f"/views/{TABLE}/{{}}",
+    "customer": f"/views/{TABLE}?customer_id={{}}&limit=50",
+    "first": f"/views/{TABLE}?limit=50",
+}
+ROAPI = {
+    "key": f"/api/tables/{TABLE}?filter%5Border_id%5D=%27{{}}%27",
+    "customer": f"/api/tables/{TABLE}?filter%5Bcustomer_id%5D=%27{{}}%27&sort=-placed_at,order_id&limit=50",
+    "first": f"/api/tables/{TABLE}?sort=-placed_at,order_id&limit=50",
+}
 # Datasette orders by the sort column, then the primary key; counts and facets off, as mirador has them.
 _DATASETTE_PAGE = "_sort_desc=placed_at&_size=50&_shape=objects&_nocount=1&_nofacet=1&_nosuggest=1"
-DATASETTE = {"key": f"/peers/{TABLE}/{{}}.json?_shape=objects",
-             "customer": f"/peers/{TABLE}.json?customer_id={{}}&{_DATASETTE_PAGE}",
-             "first": f"/peers/{TABLE}.json?{_DATASETTE_PAGE}"}
+DATASETTE = {
+    "key": f"/peers/{TABLE}/{{}}.json?_shape=objects",
+    "customer": f"/peers/{TABLE}.json?customer_id={{}}&{_DATASETTE_PAGE}",
+    "first": f"/peers/{TABLE}.json?{_DATASETTE_PAGE}",
+}
 
 
 class ServerFailed(RuntimeError):
@@ -77,8 +84,15 @@ def free_port() -> int:
 def _start(server: Server, command: list[str], env: dict[str, str], cwd: Path) -> Server:
     server.log = cwd / f"{server.name}.log"
     with server.log.open("wb") as out:
-        server.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        server.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return server
 
 
@@ -99,23 +113,45 @@ def mirador_available() -> str | None:
 
 
 def start_mirador(home: Path, published: Path, workers: int, cwd: Path) -> Server:
-    server = Server("mirador", free_port(), MIRADOR, "/readyz", follows=True,
-                    note=f"{workers} workers, follows the publications")
-    command = [str(ROOT / ".venv" / "bin" / "mirador"), "serve", "--host", "127.0.0.1", "--port", str(server.port),
-               "--workers", str(workers)]
+    server = Server(
+        "mirador", free_port(), MIRADOR, "/readyz", follows=True, note=f"{workers} workers, follows the publications"
+    )
+    command = [
+        str(ROOT / ".venv" / "bin" / "mirador"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--workers",
+        str(workers),
+    ]
     # Ready whatever the first publication's age: nothing publishes until every server is ready, and the
     # first copy of 1M rows can take longer than the default 300 s on a busy machine.
-    env = _env(MIRADOR_HOME=str(home), MIRADOR_PUBLISH_DIR=str(published), MIRADOR_ENV="development",
-               MIRADOR_API_READY_MAX_AGE="86400")
+    env = _env(
+        MIRADOR_HOME=str(home),
+        MIRADOR_PUBLISH_DIR=str(published),
+        MIRADOR_ENV="development",
+        MIRADOR_API_READY_MAX_AGE="86400",
+    )
     return _start(server, command, env, cwd)
 
 
 def start_roapi(peers: Path, parquet: Path, cwd: Path) -> Server:
-    server = Server("roapi", free_port(), ROAPI, f"/api/tables/{TABLE}?limit=1",
-                    note="static Parquet copy, loaded into memory")
-    command = [str(peers / "bin" / "roapi"), "--addr-http", f"127.0.0.1:{server.port}",
-               "--addr-postgres", f"127.0.0.1:{free_port()}", "--addr-flight-sql", f"127.0.0.1:{free_port()}",
-               "--table", f"{TABLE}={parquet}"]
+    server = Server(
+        "roapi", free_port(), ROAPI, f"/api/tables/{TABLE}?limit=1", note="static Parquet copy, loaded into memory"
+    )
+    command = [
+        str(peers / "bin" / "roapi"),
+        "--addr-http",
+        f"127.0.0.1:{server.port}",
+        "--addr-postgres",
+        f"127.0.0.1:{free_port()}",
+        "--addr-flight-sql",
+        f"127.0.0.1:{free_port()}",
+        "--table",
+        f"{TABLE}={parquet}",
+    ]
     return _start(server, command, _env(), cwd)
 
 
@@ -125,13 +161,34 @@ def start_datasette(peers: Path, sqlite: Path, workers: int, cwd: Path) -> Serve
     server = Server("datasette", free_port(), DATASETTE, "/-/versions.json")
     if workers == 1:
         server.note = "static SQLite copy, immutable; `datasette serve`: 1 process"
-        command = [str(peers / "bin" / "datasette"), "serve", "--immutable", str(sqlite), "--host", "127.0.0.1",
-                   "--port", str(server.port)]
+        command = [
+            str(peers / "bin" / "datasette"),
+            "serve",
+            "--immutable",
+            str(sqlite),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+        ]
         return _start(server, command, _env(), cwd)
     server.note = f"static SQLite copy, immutable; its app under uvicorn --workers {workers}"
-    command = [str(peers / "bin" / "uvicorn"), "--app-dir", str(HERE), "--factory", "datasette_workers:create",
-               "--host", "127.0.0.1", "--port", str(server.port), "--workers", str(workers), "--no-access-log",
-               "--log-level", "warning"]
+    command = [
+        str(peers / "bin" / "uvicorn"),
+        "--app-dir",
+        str(HERE),
+        "--factory",
+        "datasette_workers:create",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     return _start(server, command, _env(BENCH_DATASETTE_DB=str(sqlite)), cwd)
 
 

@@ -45,8 +45,10 @@ class Subscribers:
         try:
             async with gate:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
-                writer.write(f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                             f"Accept: text/event-stream\r\n\r\n".encode())
+                writer.write(
+                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"Accept: text/event-stream\r\n\r\n".encode()
+                )
                 status = await reader.readline()
                 headers = b""
                 while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -88,4 +90,4 @@ def _build_id(event: bytes) -> str:
     if start < 0:
         return ""
     start += len(marker)
-    return event[start:event.find(b'"', start)].decode()
+    return event[start : event.find(b'"', start)].decode()

@@ -37,7 +37,7 @@ from warehouse.runtime.configuration import PipelineSettings
 
 def fill(source: Changelog, conn: duckdb.DuckDBPyConnection, orders: int) -> None:
     """N orders with two lines each, landed in batches of 50k events."""
-    for number in range(orders):
+    for _ in range(orders):
         source.create()
         source.add_line_to(source.last_order)
         source.add_line_to(source.last_order)
@@ -90,27 +90,52 @@ def measure(size: int, changes: int, repeats: int, workdir: Path) -> dict:
                 times.append(result.seconds)
                 with connect(path, settings) as conn:
                     t0 = time.perf_counter()
-                    publish(conn, workdir / f"published{size}", result.build_id, result.through_batch,
-                            builder.project.exposed, result.watermark, keep=settings.publish_keep)
+                    publish(
+                        conn,
+                        workdir / f"published{size}",
+                        result.build_id,
+                        result.through_batch,
+                        builder.project.exposed,
+                        result.watermark,
+                        keep=settings.publish_keep,
+                    )
                     publishes.append(time.perf_counter() - t0)
             with connect(path, settings) as conn:
                 t0 = time.perf_counter()
-                publish(conn, workdir / f"whole{size}", result.build_id, result.through_batch,
-                        builder.project.exposed, result.watermark, rewrite_every=1)
+                publish(
+                    conn,
+                    workdir / f"whole{size}",
+                    result.build_id,
+                    result.through_batch,
+                    builder.project.exposed,
+                    result.watermark,
+                    rewrite_every=1,
+                )
                 wholes.append(time.perf_counter() - t0)
     # As `mirador run` publishes: the first publications copy the current file, then `publish_keep` older
     # ones are kept and each new one is the oldest, brought up to date in place (ADR 17).
-    steady = publishes[settings.publish_keep + 1:] or publishes[1:] or publishes
-    return {"size": size, "land_s": landed, "full_build_s": first.seconds, "build_s": statistics.median(builds),
-            "run_s": statistics.median(runs), "publish_s": statistics.median(steady),
-            "whole_s": statistics.median(wholes),
-            "models": {name: statistics.median(seconds) for name, seconds in sorted(models.seconds.items())}}
+    steady = publishes[settings.publish_keep + 1 :] or publishes[1:] or publishes
+    return {
+        "size": size,
+        "land_s": landed,
+        "full_build_s": first.seconds,
+        "build_s": statistics.median(builds),
+        "run_s": statistics.median(runs),
+        "publish_s": statistics.median(steady),
+        "whole_s": statistics.median(wholes),
+        "models": {name: statistics.median(seconds) for name, seconds in sorted(models.seconds.items())},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[33_334, 333_334],
-                        help="orders; each has two lines, so 33,334 orders are about 100k source rows")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[33_334, 333_334],
+        help="orders; each has two lines, so 33,334 orders are about 100k source rows",
+    )
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -119,18 +144,26 @@ def main() -> None:
         for size in args.sizes:
             row = measure(size, args.changes, args.repeats, Path(workdir))
             rows.append(row)
-            print(f"{size:>9,} orders (~{3 * size:,} source rows): full build {row['full_build_s']:6.2f}s | "
-                  f"incremental build of {args.changes} changes, median of {args.repeats}: "
-                  f"{row['build_s']:5.2f}s with tests, {row['run_s']:5.2f}s models only | "
-                  f"publish by changes {row['publish_s']:5.2f}s, whole {row['whole_s']:5.2f}s", flush=True)
-            print("  replayed, median per model: " + ", ".join(
-                f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()), flush=True)
+            print(
+                f"{size:>9,} orders (~{3 * size:,} source rows): full build {row['full_build_s']:6.2f}s | "
+                f"incremental build of {args.changes} changes, median of {args.repeats}: "
+                f"{row['build_s']:5.2f}s with tests, {row['run_s']:5.2f}s models only | "
+                f"publish by changes {row['publish_s']:5.2f}s, whole {row['whole_s']:5.2f}s",
+                flush=True,
+            )
+            print(
+                "  replayed, median per model: "
+                + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()),
+                flush=True,
+            )
     if len(rows) > 1:
         small, large = rows[0], rows[-1]
-        print(f"ratio {large['size'] // small['size']}x the rows: incremental build "
-              f"{large['build_s'] / small['build_s']:.2f}x with tests, {large['run_s'] / small['run_s']:.2f}x "
-              f"models only, publish {large['publish_s'] / small['publish_s']:.2f}x by changes, "
-              f"{large['whole_s'] / small['whole_s']:.2f}x whole")
+        print(
+            f"ratio {large['size'] // small['size']}x the rows: incremental build "
+            f"{large['build_s'] / small['build_s']:.2f}x with tests, {large['run_s'] / small['run_s']:.2f}x "
+            f"models only, publish {large['publish_s'] / small['publish_s']:.2f}x by changes, "
+            f"{large['whole_s'] / small['whole_s']:.2f}x whole"
+        )
 
 
 if __name__ == "__main__":

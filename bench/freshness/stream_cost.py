@@ -57,8 +57,13 @@ def measure(events: int, products: int, changes: int, repeats: int, workdir: Pat
             assert result.success, result.failures
             if result.replayed:
                 builds.append(result.seconds)
-    return {"events": events, "land_s": landed, "full_build_s": first.seconds, "build_s": statistics.median(builds),
-            "models": {name: statistics.median(seconds) for name, seconds in sorted(models.seconds.items())}}
+    return {
+        "events": events,
+        "land_s": landed,
+        "full_build_s": first.seconds,
+        "build_s": statistics.median(builds),
+        "models": {name: statistics.median(seconds) for name, seconds in sorted(models.seconds.items())},
+    }
 
 
 def main() -> None:
@@ -73,16 +78,23 @@ def main() -> None:
         for size in args.sizes:
             row = measure(size, args.products, args.changes, args.repeats, Path(workdir))
             rows.append(row)
-            print(f"{size:>10,} events over {args.products:,} products: full build {row['full_build_s']:6.2f}s | "
-                  f"{args.changes} changes, replayed, median of {args.repeats}: {row['build_s'] * 1000:5.0f} ms | "
-                  + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()),
-                  flush=True)
+            print(
+                f"{size:>10,} events over {args.products:,} products: full build {row['full_build_s']:6.2f}s | "
+                f"{args.changes} changes, replayed, median of {args.repeats}: {row['build_s'] * 1000:5.0f} ms | "
+                + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()),
+                flush=True,
+            )
     if len(rows) > 1:
         small, large = rows[0], rows[-1]
-        ratios = ", ".join(f"{name} {large['models'][name] / small['models'][name]:.2f}x"
-                           for name in large["models"] if name in small["models"])
-        print(f"ratio {large['events'] // small['events']}x the events: build "
-              f"{large['build_s'] / small['build_s']:.2f}x ({ratios})")
+        ratios = ", ".join(
+            f"{name} {large['models'][name] / small['models'][name]:.2f}x"
+            for name in large["models"]
+            if name in small["models"]
+        )
+        print(
+            f"ratio {large['events'] // small['events']}x the events: build "
+            f"{large['build_s'] / small['build_s']:.2f}x ({ratios})"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ HOME = ROOT / ".mirador" / "bench-scratch"
 
 def expected_views(customers: int) -> dict[str, int]:
     rows = expected_rows(customers)
-    return {"customer_summary": rows["customers"], "orders_with_invoices": rows["orders"],
-            "product_stock": rows["products"], "stock_movements": rows["stock_events"]}
+    return {
+        "customer_summary": rows["customers"],
+        "orders_with_invoices": rows["orders"],
+        "product_stock": rows["products"],
+        "stock_movements": rows["stock_events"],
+    }
 
 
 class Pipeline:
@@ -53,8 +57,14 @@ class Pipeline:
         log = self.scratch.home / "logs" / f"bench-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out:
-            self.processes[name] = subprocess.Popen([BIN / "mirador", *argv], env=self.env, cwd=ROOT, stdout=out,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                [BIN / "mirador", *argv],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log(self, name: str) -> str:
         return (self.scratch.home / "logs" / f"bench-{name}.log").read_text()
@@ -105,8 +115,11 @@ def measure(scratch: ScratchStack, customers: int, pipeline: Pipeline, timeout: 
     result["seed_s"] = time.monotonic() - started
     result["source_rows"] = expected_rows(customers)
     result["rows"] = sum(result["source_rows"].values())
-    print(f"scratch stack up in {result['stack_up_s']:.0f}s; seeded {result['rows']:,} rows in "
-          f"{result['seed_s']:.0f}s ({customers:,} customers)", flush=True)
+    print(
+        f"scratch stack up in {result['stack_up_s']:.0f}s; seeded {result['rows']:,} rows in "
+        f"{result['seed_s']:.0f}s ({customers:,} customers)",
+        flush=True,
+    )
     pipeline.start("serve", "serve", "--workers", "2")
     pipeline.wait_api()
     pipeline.start("run", "run")
@@ -125,17 +138,25 @@ def measure(scratch: ScratchStack, customers: int, pipeline: Pipeline, timeout: 
         time.sleep(0.2)
     seen = time.time()
     # The GET that sees it all: the last seeded customer, by key, and the exact count of the big view.
-    last = httpx.get(f"{scratch.api}/views/customer_summary",
-                     params={"customer_email": f"load-{customers}@load.example.com", "count": "exact",
-                             "limit": 1}, timeout=30)
+    last = httpx.get(
+        f"{scratch.api}/views/customer_summary",
+        params={"customer_email": f"load-{customers}@load.example.com", "count": "exact", "limit": 1},
+        timeout=30,
+    )
     result.update(
         complete=all(view_counts(scratch.api).get(v, 0) >= n for v, n in want.items()),
-        served_counts=view_counts(scratch.api), exact_count=int(last.headers.get("x-total-count", 0)),
+        served_counts=view_counts(scratch.api),
+        exact_count=int(last.headers.get("x-total-count", 0)),
         last_row_found=bool(last.json().get("rows")) if last.status_code == 200 else False,
-        to_all_served_s=seen - t0, progress=progress)
+        to_all_served_s=seen - t0,
+        progress=progress,
+    )
     result["served_rows_per_s"] = result["rows"] / result["to_all_served_s"]
-    print(f"initial load: {result['rows']:,} rows served in {result['to_all_served_s']:.1f}s = "
-          f"{result['served_rows_per_s']:,.0f} rows/s (complete: {result['complete']})", flush=True)
+    print(
+        f"initial load: {result['rows']:,} rows served in {result['to_all_served_s']:.1f}s = "
+        f"{result['served_rows_per_s']:,.0f} rows/s (complete: {result['complete']})",
+        flush=True,
+    )
     return result
 
 
@@ -144,14 +165,30 @@ def landed(scratch: ScratchStack, t0: float) -> dict:
     path = scratch.home / "warehouse" / "mirador.duckdb"
     with duckdb.connect(str(path), read_only=True) as conn:
         rows, last = conn.execute(
-            "select count(*), epoch(max(_loaded_at)) from raw.customers__customers where _snapshot").fetchone()
-        everything = conn.execute(" union all ".join(
-            f"select count(*) as n, epoch(max(_loaded_at)) as t from raw.{table} where _snapshot"
-            for table in ("customers__customers", "orders__orders", "orders__order_lines", "invoices__invoices",
-                          "inventory__products", "inventory__stock_events"))).fetchall()
+            "select count(*), epoch(max(_loaded_at)) from raw.customers__customers where _snapshot"
+        ).fetchone()
+        everything = conn.execute(
+            " union all ".join(
+                f"select count(*) as n, epoch(max(_loaded_at)) as t from raw.{table} where _snapshot"
+                for table in (
+                    "customers__customers",
+                    "orders__orders",
+                    "orders__order_lines",
+                    "invoices__invoices",
+                    "inventory__products",
+                    "inventory__stock_events",
+                )
+            )
+        ).fetchall()
     total, finished = sum(n for n, _ in everything), max(t for _, t in everything if t)
-    return {"customers_rows": rows, "customers_to_raw_s": last - t0, "customers_raw_rows_per_s": rows / (last - t0),
-            "all_rows": total, "all_to_raw_s": finished - t0, "raw_rows_per_s": total / (finished - t0)}
+    return {
+        "customers_rows": rows,
+        "customers_to_raw_s": last - t0,
+        "customers_raw_rows_per_s": rows / (last - t0),
+        "all_rows": total,
+        "all_to_raw_s": finished - t0,
+        "raw_rows_per_s": total / (finished - t0),
+    }
 
 
 def main() -> None:
@@ -167,8 +204,10 @@ def main() -> None:
         result = measure(scratch, args.customers, pipeline)
         pipeline.stop()
         result["raw"] = landed(scratch, result["capture_started_at"])
-        print(f"snapshot in raw: {result['raw']['all_rows']:,} rows in {result['raw']['all_to_raw_s']:.1f}s = "
-              f"{result['raw']['raw_rows_per_s']:,.0f} rows/s")
+        print(
+            f"snapshot in raw: {result['raw']['all_rows']:,} rows in {result['raw']['all_to_raw_s']:.1f}s = "
+            f"{result['raw']['raw_rows_per_s']:,.0f} rows/s"
+        )
     finally:
         pipeline.stop()
         if not args.keep:

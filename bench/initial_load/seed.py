@@ -15,46 +15,64 @@ PRODUCTS = 1000
 
 STATEMENTS = {
     "customers": [
-        ("customers", """
+        (
+            "customers",
+            """
             insert into customers (id, email, name, country)
             select md5('c' || i)::uuid, 'load-' || i || '@load.example.com', 'Customer ' || i,
                    (array['PT', 'ES', 'FR', 'DE', 'NL'])[1 + i %% 5]
             from generate_series(1, %(customers)s) as i
-        """),
+        """,
+        ),
     ],
     "inventory": [
-        ("products", """
+        (
+            "products",
+            """
             insert into products (id, sku, name, list_price, currency)
             select md5('p' || i)::uuid, 'SKU-' || i, 'Product ' || i, 1 + i %% 50, 'EUR'
             from generate_series(1, %(products)s) as i
-        """),
-        ("stock_events", """
+        """,
+        ),
+        (
+            "stock_events",
+            """
             insert into stock_events (stream, version, event_type, quantity, reason, command_id)
             select md5('p' || i)::uuid, 1, 'StockIncreased', 1000, 'initial load', 'seed-' || i
             from generate_series(1, %(products)s) as i
-        """),
+        """,
+        ),
     ],
     "orders": [
-        ("orders", """
+        (
+            "orders",
+            """
             insert into orders (id, customer_id, currency, status, last_line_no, paid_at)
             select md5('o' || i)::uuid, md5('c' || (1 + (i * 7) %% %(customers)s))::uuid, 'EUR',
                    case when i %% 2 = 0 then 'paid' else 'placed' end, 2,
                    case when i %% 2 = 0 then now() end
             from generate_series(1, %(orders)s) as i
-        """),
-        ("order_lines", """
+        """,
+        ),
+        (
+            "order_lines",
+            """
             insert into order_lines (order_id, line_no, product_id, quantity, unit_price)
             select md5('o' || i)::uuid, n, md5('p' || (1 + (i + n) %% %(products)s))::uuid, n, 9.99
             from generate_series(1, %(orders)s) as i, generate_series(1, 2) as n
-        """),
+        """,
+        ),
     ],
     "invoices": [
-        ("invoices", """
+        (
+            "invoices",
+            """
             insert into invoices (id, order_id, amount, currency, due_date, document_url, status, paid_at)
             select md5('v' || i)::uuid, md5('o' || i)::uuid, 29.97, 'EUR', current_date + 30,
                    'https://invoices.example.com/' || i || '.pdf', 'paid', now()
             from generate_series(2, %(orders)s, 2) as i
-        """),
+        """,
+        ),
     ],
 }
 
@@ -66,8 +84,14 @@ def sizes(customers: int) -> dict[str, int]:
 def expected_rows(customers: int) -> dict[str, int]:
     """Rows each source table holds once seeded."""
     n = sizes(customers)
-    return {"customers": n["customers"], "products": n["products"], "stock_events": n["products"],
-            "orders": n["orders"], "order_lines": 2 * n["orders"], "invoices": n["orders"] // 2}
+    return {
+        "customers": n["customers"],
+        "products": n["products"],
+        "stock_events": n["products"],
+        "orders": n["orders"],
+        "order_lines": 2 * n["orders"],
+        "invoices": n["orders"] // 2,
+    }
 
 
 def seed(dsn_of, customers: int) -> dict[str, float]:

@@ -41,9 +41,11 @@ def capture_envelopes(settings: StackSettings, timeout: float = 60.0) -> list[di
     with psycopg.connect(postgres.service_dsn(settings, "inventory"), autocommit=True) as conn:
         conn.execute(DDL.format(table=table))
         try:
-            conn.execute(f"insert into {table} values (1, gen_random_uuid(), 'SKU-000123', 'Espresso cup, "
-                         "white porcelain', 12.90, 40, 'active', '{\"color\": \"white\", \"volume_ml\": 90}', "
-                         "'{kitchen,porcelain}', now(), now())")
+            conn.execute(
+                f"insert into {table} values (1, gen_random_uuid(), 'SKU-000123', 'Espresso cup, "
+                'white porcelain\', 12.90, 40, \'active\', \'{"color": "white", "volume_ml": 90}\', '
+                "'{kitchen,porcelain}', now(), now())"
+            )
             conn.execute(f"update {table} set quantity = 39, updated_at = now() where id = 1")
             conn.execute(f"update {table} set unit_price = 13.50, status = 'repriced', updated_at = now() where id = 1")
             conn.execute(f"delete from {table} where id = 1")
@@ -54,9 +56,15 @@ def capture_envelopes(settings: StackSettings, timeout: float = 60.0) -> list[di
 
 
 def _read(settings: StackSettings, topic: str, expected: int, timeout: float) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "topic.metadata.refresh.interval.ms": 500})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "topic.metadata.refresh.interval.ms": 500,
+        }
+    )
     consumer.subscribe([topic])
     records: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -67,9 +75,14 @@ def _read(settings: StackSettings, topic: str, expected: int, timeout: float) ->
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            records.append({"topic": msg.topic(), "key": msg.key() and msg.key().decode(),
-                            "value": msg.value() and msg.value().decode(),
-                            "headers": [(k, v and v.decode()) for k, v in (msg.headers() or [])]})
+            records.append(
+                {
+                    "topic": msg.topic(),
+                    "key": msg.key() and msg.key().decode(),
+                    "value": msg.value() and msg.value().decode(),
+                    "headers": [(k, v and v.decode()) for k, v in (msg.headers() or [])],
+                }
+            )
     finally:
         consumer.close()
     return records

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,13 +47,21 @@ from warehouse.ingest.land import Warehouse
 
 def run_loader(topic: str, bootstrap: str, workdir: Path) -> dict:
     path = workdir / f"run-{uuid.uuid4().hex[:6]}" / "mirador.duckdb"
-    env = os.environ | {"MIRADOR_WAREHOUSE_PATH": str(path), "MIRADOR_KAFKA_BOOTSTRAP": bootstrap,
-                        "MIRADOR_LOADER_TOPICS": json.dumps([topic]), "MIRADOR_LOADER_GROUP": f"bench-{uuid.uuid4()}"}
+    env = os.environ | {
+        "MIRADOR_WAREHOUSE_PATH": str(path),
+        "MIRADOR_KAFKA_BOOTSTRAP": bootstrap,
+        "MIRADOR_LOADER_TOPICS": json.dumps([topic]),
+        "MIRADOR_LOADER_GROUP": f"bench-{uuid.uuid4()}",
+    }
     started = time.perf_counter()
     log = workdir / f"{path.parent.name}.log"
     with log.open("w") as stderr_file:
-        process = subprocess.Popen([str(ROOT / ".venv/bin/mirador"), "load", "--once", "--no-progress"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr_file)
+        process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/mirador"), "load", "--once", "--no-progress"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+        )
         peak_kb = 0
         while process.poll() is None:  # VmHWM is the process's own high-water mark (ru_maxrss is not:
             peak_kb = max(peak_kb, _vm_hwm_kb(process.pid))  # it keeps the forking parent's from before exec)
@@ -66,8 +74,14 @@ def run_loader(topic: str, bootstrap: str, workdir: Path) -> dict:
         events = conn.execute("select sum(events) from loader.batches").fetchone()[0]
     loop = next((line for line in stderr.splitlines() if " done batches=" in line), "")
     own = float(loop.split("rate=")[1].split("/s")[0]) if "rate=" in loop else 0.0
-    return {"events": events, "wall": wall, "rate": events / wall, "loop_rate": own,
-            "rss_mb": peak_kb / 1024, "size_mb": path.stat().st_size / 1e6}
+    return {
+        "events": events,
+        "wall": wall,
+        "rate": events / wall,
+        "loop_rate": own,
+        "rss_mb": peak_kb / 1024,
+        "size_mb": path.stat().st_size / 1e6,
+    }
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -81,8 +95,9 @@ def _vm_hwm_kb(pid: int) -> int:
 
 
 def fetch(topic: str, bootstrap: str, count: int) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     messages: list = []
     while len(messages) < count:
@@ -96,30 +111,54 @@ def naive_baseline(topic: str, bootstrap: str, count: int, workdir: Path, column
     started = time.perf_counter()
     messages = fetch(topic, bootstrap, count)
     with duckdb.connect(str(workdir / "naive.duckdb")) as conn:
-        metadata = ["_op VARCHAR", "_deleted BOOLEAN", "_snapshot BOOLEAN", "_lsn BIGINT", "_seq VARCHAR",
-                    "_txid BIGINT", "_commit_ts TIMESTAMPTZ", "_topic VARCHAR", "_partition INTEGER",
-                    "_offset BIGINT"]
+        metadata = [
+            "_op VARCHAR",
+            "_deleted BOOLEAN",
+            "_snapshot BOOLEAN",
+            "_lsn BIGINT",
+            "_seq VARCHAR",
+            "_txid BIGINT",
+            "_commit_ts TIMESTAMPTZ",
+            "_topic VARCHAR",
+            "_partition INTEGER",
+            "_offset BIGINT",
+        ]
         conn.execute(f"create table items ({', '.join(metadata + [f'{n} {t}' for n, t in columns])})")
         rows = []
         for m in messages:
             envelope = json.loads(m.value())
             payload = envelope["payload"]
-            fields = {f["field"]: f for f in next(f for f in envelope["schema"]["fields"]
-                                                   if f["field"] == "after")["fields"]}
+            fields = {
+                f["field"]: f for f in next(f for f in envelope["schema"]["fields"] if f["field"] == "after")["fields"]
+            }
             row = payload["after"] or payload["before"]
             values = []
             for name, _ in columns:
                 value, schema = row.get(name), fields[name]
                 if value is not None and schema.get("name") == "org.apache.kafka.connect.data.Decimal":
                     value = Decimal(int.from_bytes(base64.b64decode(value), "big", signed=True)).scaleb(
-                        -int(schema["parameters"]["scale"]))
+                        -int(schema["parameters"]["scale"])
+                    )
                 values.append(value)
             source = payload["source"]
-            rows.append([payload["op"], payload["op"] == "d", source["snapshot"] != "false", source["lsn"],
-                         source["sequence"], source["txId"], datetime.fromtimestamp(source["ts_us"] / 1e6, timezone.utc),
-                         m.topic(), m.partition(), m.offset(), *values])
-        conn.executemany(f"insert into items values ({', '.join('?' for _ in range(len(metadata) + len(columns)))})",
-                         rows)
+            rows.append(
+                [
+                    payload["op"],
+                    payload["op"] == "d",
+                    source["snapshot"] != "false",
+                    source["lsn"],
+                    source["sequence"],
+                    source["txId"],
+                    datetime.fromtimestamp(source["ts_us"] / 1e6, UTC),
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    *values,
+                ]
+            )
+        conn.executemany(
+            f"insert into items values ({', '.join('?' for _ in range(len(metadata) + len(columns)))})", rows
+        )
     return count / (time.perf_counter() - started)
 
 
@@ -131,8 +170,14 @@ def profile(topic: str, bootstrap: str, count: int, workdir: Path) -> str:
     warehouse = Warehouse(settings)
     _, raw = warehouse.read_state()
     decoder = Decoder(Catalog(raw))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "fetch.queue.backoff.ms": 5})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 5,
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     timings = {"consume": 0.0, "decode": 0.0, "arrow": 0.0}
     profiler = cProfile.Profile()
@@ -165,12 +210,16 @@ def profile(topic: str, bootstrap: str, count: int, workdir: Path) -> str:
             batch = Batch()
     consumer.close()
     per_event = {stage: seconds / timed for stage, seconds in timings.items()} | {"land": land / done}
-    lines = [f"  {stage:<7} {seconds * 1e6:6.2f} us/event  ({1 / seconds:,.0f} events/s alone)"
-             for stage, seconds in per_event.items()]
+    lines = [
+        f"  {stage:<7} {seconds * 1e6:6.2f} us/event  ({1 / seconds:,.0f} events/s alone)"
+        for stage, seconds in per_event.items()
+    ]
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
     top = [line for line in out.getvalue().splitlines() if line.strip()][-9:]
-    return "\n".join(lines + ["  decode + arrow, top functions by own time (cProfile):"] + ["    " + line for line in top])
+    return "\n".join(
+        lines + ["  decode + arrow, top functions by own time (cProfile):"] + ["    " + line for line in top]
+    )
 
 
 def main() -> None:
@@ -191,31 +240,48 @@ def main() -> None:
         t0 = time.perf_counter()
         produce(bootstrap, topic, templates, args.events)
         produced = time.perf_counter() - t0
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs "
-              "(other processes share the cores)")
-        print(f"produced {args.events:,} events ({', '.join(json.loads(r['value'])['payload']['op'] for r in records)}"
-              f" envelopes of {min(sizes)}-{max(sizes)} bytes) to {topic} in {produced:.1f}s")
+        print(
+            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs "
+            "(other processes share the cores)"
+        )
+        print(
+            f"produced {args.events:,} events ({', '.join(json.loads(r['value'])['payload']['op'] for r in records)}"
+            f" envelopes of {min(sizes)}-{max(sizes)} bytes) to {topic} in {produced:.1f}s"
+        )
         with tempfile.TemporaryDirectory(prefix="mirador-bench-") as tmp:
             workdir = Path(tmp)
             runs = []
             for number in range(args.repeats):
                 runs.append(run_loader(topic, bootstrap, workdir))
                 r = runs[-1]
-                print(f"run {number + 1}: {r['events']:,} events in {r['wall']:.2f}s = {r['rate']:,.0f} events/s "
-                      f"(process wall clock; loop {r['loop_rate']:,.0f}/s), peak RSS {r['rss_mb']:.0f} MB, "
-                      f"file {r['size_mb']:.0f} MB")
-            columns = [(n, t) for n, t in duckdb.connect(str(next(workdir.glob("run-*/mirador.duckdb"))),
-                                                          read_only=True).execute(
-                "select column_name, data_type from duckdb_columns() where table_name = 'items' "
-                "and column_name not like '\\_%' escape '\\'").fetchall()]
+                print(
+                    f"run {number + 1}: {r['events']:,} events in {r['wall']:.2f}s = {r['rate']:,.0f} events/s "
+                    f"(process wall clock; loop {r['loop_rate']:,.0f}/s), peak RSS {r['rss_mb']:.0f} MB, "
+                    f"file {r['size_mb']:.0f} MB"
+                )
+            columns = [
+                (n, t)
+                for n, t in duckdb.connect(str(next(workdir.glob("run-*/mirador.duckdb"))), read_only=True)
+                .execute(
+                    "select column_name, data_type from duckdb_columns() where table_name = 'items' "
+                    "and column_name not like '\\_%' escape '\\'"
+                )
+                .fetchall()
+            ]
             baseline = statistics.median(
                 naive_baseline(topic, bootstrap, args.baseline_events, workdir / f"naive{i}", columns)
-                for i in range(args.repeats) if (workdir / f"naive{i}").mkdir() or True)
+                for i in range(args.repeats)
+                if (workdir / f"naive{i}").mkdir() or True
+            )
             rate = statistics.median(r["rate"] for r in runs)
-            print(f"\nmirador load --once: median {rate:,.0f} events/s over {args.repeats} runs of {args.events:,}; "
-                  f"peak RSS max {max(r['rss_mb'] for r in runs):.0f} MB")
-            print(f"naive json.loads + executemany: median {baseline:,.0f} events/s on {args.baseline_events:,} "
-                  f"of the same events")
+            print(
+                f"\nmirador load --once: median {rate:,.0f} events/s over {args.repeats} runs of {args.events:,}; "
+                f"peak RSS max {max(r['rss_mb'] for r in runs):.0f} MB"
+            )
+            print(
+                f"naive json.loads + executemany: median {baseline:,.0f} events/s on {args.baseline_events:,} "
+                f"of the same events"
+            )
             print(f"ratio: {rate / baseline:,.0f}x")
             print(f"\nprofile on {args.profile_events:,} events (one thread, no overlap):")
             print(profile(topic, bootstrap, min(args.profile_events, args.events), workdir))

@@ -50,17 +50,29 @@ def properties(args: argparse.Namespace) -> dict[str, str]:
     return {
         "name": f"peer-{args.slot}",
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-        "database.hostname": "127.0.0.1", "database.port": str(args.port), "database.user": args.user,
-        "database.password": args.password, "database.dbname": args.dbname,
-        "topic.prefix": "peer", "plugin.name": "pgoutput", "slot.name": args.slot, "slot.drop.on.stop": "true",
-        "publication.name": "mirador", "publication.autocreate.mode": "disabled",
-        "table.include.list": "public.customers", "snapshot.mode": args.mode,
+        "database.hostname": "127.0.0.1",
+        "database.port": str(args.port),
+        "database.user": args.user,
+        "database.password": args.password,
+        "database.dbname": args.dbname,
+        "topic.prefix": "peer",
+        "plugin.name": "pgoutput",
+        "slot.name": args.slot,
+        "slot.drop.on.stop": "true",
+        "publication.name": "mirador",
+        "publication.autocreate.mode": "disabled",
+        "table.include.list": "public.customers",
+        "snapshot.mode": args.mode,
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
-        "offset.storage.file.filename": str(args.workdir / "offsets.dat"), "offset.flush.interval.ms": "1000",
+        "offset.storage.file.filename": str(args.workdir / "offsets.dat"),
+        "offset.flush.interval.ms": "1000",
         "converter.schemas.enable": "false",
         # Tuned: larger batches (dlt's fixed cost is per batch) and the same 50 ms poll as mirador's connectors.
-        "max.batch.size": str(args.batch_size), "max.queue.size": str(4 * args.batch_size), "poll.interval.ms": "50",
-        "transforms": "unwrap", "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+        "max.batch.size": str(args.batch_size),
+        "max.queue.size": str(4 * args.batch_size),
+        "poll.interval.ms": "50",
+        "transforms": "unwrap",
+        "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
         "transforms.unwrap.add.fields": "op,source.ts_ms",
         "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
     }
@@ -80,9 +92,12 @@ def main() -> None:
     parser.add_argument("--track", help="note the emails starting with this")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    pipeline = dlt.pipeline(pipeline_name=f"peer_{args.slot}", pipelines_dir=str(args.workdir / "pipelines"),
-                            destination=dlt.destinations.duckdb(str(args.workdir / "captured.duckdb")),
-                            dataset_name="peer")
+    pipeline = dlt.pipeline(
+        pipeline_name=f"peer_{args.slot}",
+        pipelines_dir=str(args.workdir / "pipelines"),
+        destination=dlt.destinations.duckdb(str(args.workdir / "captured.duckdb")),
+        dataset_name="peer",
+    )
     with args.out.open("a") as out:
         out.write(json.dumps({"t": time.time(), "started": True}) + "\n")
         out.flush()

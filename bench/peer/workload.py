@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 import psycopg
 
-INSERT = ("insert into customers (id, email, name, country) "
-          "values (gen_random_uuid(), %s, 'Streamed', 'PT')")
+INSERT = "insert into customers (id, email, name, country) values (gen_random_uuid(), %s, 'Streamed', 'PT')"
 INSERT_MANY = """
     insert into customers (id, email, name, country)
     select gen_random_uuid(), %(prefix)s || i || '@stream.example.com', 'Burst', 'PT'
@@ -27,8 +26,14 @@ def email(prefix: str, number: int) -> str:
     return f"{prefix}{number}@stream.example.com"
 
 
-async def stream(dsn: str, prefix: str, rate: float, duration: float, sample: int = 0,
-                 on_sample: Callable[[str, float, str], None] | None = None) -> dict[str, float]:
+async def stream(
+    dsn: str,
+    prefix: str,
+    rate: float,
+    duration: float,
+    sample: int = 0,
+    on_sample: Callable[[str, float, str], None] | None = None,
+) -> dict[str, float]:
     """Insert `rate` rows a second for `duration` seconds; each row's email -> its commit time."""
     committed: dict[str, float] = {}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -53,9 +58,9 @@ def burst(dsn: str, prefix: str, rows: int, per_transaction: int = 1000) -> dict
         first = time.time()
         for start in range(0, rows, per_transaction):
             with conn.transaction():
-                conn.execute(INSERT_MANY, {"prefix": prefix, "first": start,
-                                           "last": min(rows, start + per_transaction) - 1})
+                conn.execute(
+                    INSERT_MANY, {"prefix": prefix, "first": start, "last": min(rows, start + per_transaction) - 1}
+                )
         last = time.time()
         lsn = conn.execute(LSN).fetchone()[0]
-    return {"rows": rows, "first_commit": first, "last_commit": last, "lsn": lsn,
-            "last_email": email(prefix, rows - 1)}
+    return {"rows": rows, "first_commit": first, "last_commit": last, "lsn": lsn, "last_email": email(prefix, rows - 1)}

@@ -46,8 +46,17 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-async def run(host: str, port: int, token: str, make: Callable[[], Request], *, concurrency: int,
-              seconds: float, warmup: float = 1.0, rate: float | None = None) -> Result:
+async def run(
+    host: str,
+    port: int,
+    token: str,
+    make: Callable[[], Request],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float = 1.0,
+    rate: float | None = None,
+) -> Result:
     """Drive `make()` requests for `warmup + seconds`, closed loop or `rate` a second; measure only the
     last `seconds`."""
     prefix = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
@@ -77,7 +86,13 @@ async def run(host: str, port: int, token: str, make: Callable[[], Request], *, 
             while True:
                 method, path, body, extra = make()
                 raw = b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
-                    method, path, prefix.encode(), extra, len(body), body)
+                    method,
+                    path,
+                    prefix.encode(),
+                    extra,
+                    len(body),
+                    body,
+                )
                 t0 = await due()
                 if t0 >= stop:
                     return

@@ -63,9 +63,18 @@ async def _write_and_position(conn: psycopg.AsyncConnection, statement: str, par
 
 def place_order(lines: str, response: str) -> Transaction:
     async def tx(conn: psycopg.AsyncConnection) -> None:
-        await _write_and_position(conn, PLACE_ORDER, {
-            "key": f"psycopg-{uuid.uuid4().hex}", "response": response, "id": uuid.uuid4(),
-            "customer_id": uuid.uuid4(), "lines": lines})
+        await _write_and_position(
+            conn,
+            PLACE_ORDER,
+            {
+                "key": f"psycopg-{uuid.uuid4().hex}",
+                "response": response,
+                "id": uuid.uuid4(),
+                "customer_id": uuid.uuid4(),
+                "lines": lines,
+            },
+        )
+
     return tx
 
 
@@ -74,16 +83,20 @@ def decrease_stock(run: str, products: int, response: str) -> Transaction:
         stream = f"{run}{random.randint(1, products)}"
         version, on_hand = await (await conn.execute(STOCK, (stream,))).fetchone()
         if on_hand >= 1:
-            await _write_and_position(conn, DECREASE, {
-                "key": f"psycopg-{uuid.uuid4().hex}", "response": response, "stream": stream, "version": version})
+            await _write_and_position(
+                conn,
+                DECREASE,
+                {"key": f"psycopg-{uuid.uuid4().hex}", "response": response, "stream": stream, "version": version},
+            )
+
     return tx
 
 
-async def run(dsn: str, transaction: Transaction, *, concurrency: int, seconds: float,
-              warmup: float = 1.0) -> Result:
+async def run(dsn: str, transaction: Transaction, *, concurrency: int, seconds: float, warmup: float = 1.0) -> Result:
     """Drive `transaction` on `concurrency` connections for `warmup + seconds`; measure the last `seconds`."""
-    conns = [await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=0)
-             for _ in range(concurrency)]
+    conns = [
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=0) for _ in range(concurrency)
+    ]
     result = Result()
     start = time.perf_counter() + warmup
     stop = start + seconds

@@ -55,7 +55,8 @@ def _problem(description: str) -> dict:
 
 TELEMETRY_OFF = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
-    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
 )
 """No OpenTelemetry is configured; off, FastAPI (where it has telemetry) skips its per-request checks."""
 
@@ -85,8 +86,7 @@ def build_app(
         try:
             async with pool.connection() as conn:
                 for migration in await migrations.apply(conn, pending):
-                    log.info("applied migration %s %04d_%s", migration.component, migration.version,
-                             migration.name)
+                    log.info("applied migration %s %04d_%s", migration.component, migration.version, migration.name)
                 await conn.execute(idempotency.PRUNE, (settings.idempotency_ttl_hours,))
             app.state.pool = pool
             app.state.positions = WalPositions(pool)
@@ -99,18 +99,27 @@ def build_app(
         finally:
             await pool.close()
 
-    app = FastAPI(title=f"mirador {settings.service} commands", version="1", lifespan=lifespan,
-                  description=f"Commands of the {settings.service} service. Reads are the read API's job.",
-                  redoc_url=None, **TELEMETRY_OFF)
+    app = FastAPI(
+        title=f"mirador {settings.service} commands",
+        version="1",
+        lifespan=lifespan,
+        description=f"Commands of the {settings.service} service. Reads are the read API's job.",
+        redoc_url=None,
+        **TELEMETRY_OFF,
+    )
     app.state.settings = settings
     app.state.constraint_errors = constraint_errors
     problems.install(app)
     app.add_middleware(BearerAuth, token=settings.token.get_secret_value())
     # Outermost: a preflight carries no token, and a refusal still tells the page's origin why.
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
-                       expose_headers=["ETag"], max_age=600)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        expose_headers=["ETag"],
+        max_age=600,
+    )
     for router in routers:  # matched in order: commands first, the hottest router first
         app.include_router(router, responses=COMMAND_RESPONSES)
     app.include_router(_health())
@@ -140,8 +149,9 @@ def _health() -> APIRouter:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="The database answers and migrations are applied",
-                responses={503: _problem("Not ready")})
+    @router.get(
+        "/readyz", summary="The database answers and migrations are applied", responses={503: _problem("Not ready")}
+    )
     async def readyz(request: Request) -> Response:
         pool = getattr(request.app.state, "pool", None)
         if pool is None:

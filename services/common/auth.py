@@ -14,8 +14,9 @@ from services.common.problems import problem
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
-SECURITY_SCHEME = {"bearer": {"type": "http", "scheme": "bearer",
-                              "description": "The service's token (`MIRADOR_<SERVICE>_TOKEN`)."}}
+SECURITY_SCHEME = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "The service's token (`MIRADOR_<SERVICE>_TOKEN`)."}
+}
 
 
 class BearerAuth:
@@ -27,8 +28,9 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        response = problem(401, "Unauthorized", "a valid bearer token is required",
-                           headers={"WWW-Authenticate": "Bearer"})
+        response = problem(
+            401, "Unauthorized", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
         await response(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:

@@ -43,13 +43,25 @@ ATTEMPTS = 10
 class Command:
     """One command request: its pool, its idempotency key and the route it came in on."""
 
-    def __init__(self, pool: AsyncConnectionPool, positions: WalPositions, route: str, key: str | None,
-                 constraint_errors: Mapping[str, type[CommandRefused]]) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        positions: WalPositions,
+        route: str,
+        key: str | None,
+        constraint_errors: Mapping[str, type[CommandRefused]],
+    ) -> None:
         self.pool, self.positions, self.route, self.key = pool, positions, route, key
         self.constraint_errors = constraint_errors
 
-    async def run(self, work: Work, body: BaseModel | None = None, *, expected_version: int | None = None,
-                  attempts: int = ATTEMPTS) -> Response:
+    async def run(
+        self,
+        work: Work,
+        body: BaseModel | None = None,
+        *,
+        expected_version: int | None = None,
+        attempts: int = ATTEMPTS,
+    ) -> Response:
         """Run `work` as one transaction; after a `Retry` conflict run it again, up to `attempts` times."""
         claim = None
         if self.key:
@@ -76,9 +88,10 @@ class Command:
                     return first
                 raise refusal
             if attempt + 1 < attempts:
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
-        raise ConcurrencyConflict(f"other writers changed the same data {attempts} times in a row; "
-                                  "send the command again")
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+        raise ConcurrencyConflict(
+            f"other writers changed the same data {attempts} times in a row; send the command again"
+        )
 
     async def _once(self, work: Work, claim: tuple[str, str, bytes] | None) -> Response:
         async with self.pool.connection() as conn:
@@ -111,5 +124,6 @@ def render(status: int, body: dict, position: dict, retried: bool = False) -> Re
         headers["ETag"] = f'"{body["version"]}"'
     if retried:  # the header's name is the convention idempotency-key clients know (Stripe's)
         headers["Idempotent-Replayed"] = "true"
-    return Response(orjson.dumps({**body, "position": position}), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps({**body, "position": position}), status_code=status, media_type="application/json", headers=headers
+    )

@@ -72,11 +72,12 @@ class ServiceSettings(BaseSettings):
             return self
         prefix = self.model_config.get("env_prefix", "MIRADOR_")
         if self.token.get_secret_value() == DEV_SECRET:
-            raise ValueError(f"{prefix}TOKEN is the development default; set a real token "
-                             "when MIRADOR_ENV=production")
+            raise ValueError(f"{prefix}TOKEN is the development default; set a real token when MIRADOR_ENV=production")
         if self.dsn is None and self.pg_service_password.get_secret_value() == DEV_SECRET:
-            raise ValueError("MIRADOR_PG_SERVICE_PASSWORD is the development default; set a real password "
-                             f"or {prefix}DSN when MIRADOR_ENV=production")
+            raise ValueError(
+                "MIRADOR_PG_SERVICE_PASSWORD is the development default; set a real password "
+                f"or {prefix}DSN when MIRADOR_ENV=production"
+            )
         return self
 
     @property
@@ -84,9 +85,13 @@ class ServiceSettings(BaseSettings):
         if self.dsn is not None:
             return self.dsn.get_secret_value()
         return make_conninfo(
-            host=self.pg_host, port=self.pg_port, dbname=self.service, user=self.service,
+            host=self.pg_host,
+            port=self.pg_port,
+            dbname=self.service,
+            user=self.service,
             password=self.pg_service_password.get_secret_value(),
-            connect_timeout=max(1, round(self.connect_timeout)), application_name=f"mirador-{self.service}",
+            connect_timeout=max(1, round(self.connect_timeout)),
+            application_name=f"mirador-{self.service}",
         )
 
     @property

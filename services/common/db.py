@@ -27,15 +27,18 @@ class DatabaseUnreachable(RuntimeError):
 
 def describe(settings: ServiceSettings) -> str:
     params = conninfo_to_dict(settings.database_dsn)
-    return (f"database {params.get('dbname', '?')!r} as {params.get('user', '?')!r} "
-            f"at {params.get('host', 'localhost')}:{params.get('port', 5432)}")
+    return (
+        f"database {params.get('dbname', '?')!r} as {params.get('user', '?')!r} "
+        f"at {params.get('host', 'localhost')}:{params.get('port', 5432)}"
+    )
 
 
 def unreachable(settings: ServiceSettings, err: Exception) -> DatabaseUnreachable:
     return DatabaseUnreachable(
         f"the {settings.service} service cannot reach its {describe(settings)}: {str(err).strip()}\n"
         f"  fix: start Postgres (`mirador stack up`), or set MIRADOR_{settings.service.upper()}_DSN "
-        "(or MIRADOR_PG_HOST / MIRADOR_PG_PORT / MIRADOR_PG_SERVICE_PASSWORD)")
+        "(or MIRADOR_PG_HOST / MIRADOR_PG_PORT / MIRADOR_PG_SERVICE_PASSWORD)"
+    )
 
 
 def probe(settings: ServiceSettings) -> None:

@@ -49,8 +49,9 @@ class StaleVersionError(CommandRefused):
     title = "Stale version"
 
     def __init__(self, expected: int, current: int) -> None:
-        super().__init__(f"If-Match names version {expected}, but the current version is {current}",
-                         current_version=current)
+        super().__init__(
+            f"If-Match names version {expected}, but the current version is {current}", current_version=current
+        )
 
 
 class IdempotencyKeyReused(CommandRefused):

@@ -21,8 +21,11 @@ def _storable(value: str) -> str:
 
 def text(max_length: int, min_length: int = 1) -> type[str]:
     """A trimmed, non-empty, storable string of at most `max_length` characters."""
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length,
-                                            max_length=max_length), AfterValidator(_storable)]
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_storable),
+    ]
 
 
 Name = text(200)

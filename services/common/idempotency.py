@@ -53,7 +53,9 @@ async def stored(conn: AsyncConnection, key: str, route: str, request_hash: byte
     if first_route != route or bytes(first_hash) != request_hash:
         raise IdempotencyKeyReused(
             f"this Idempotency-Key was first used for a different request ({first_route}); "
-            "use a new key for a new command", first_route=first_route)
+            "use a new key for a new command",
+            first_route=first_route,
+        )
     return FirstAnswer(status, response, txid, lsn)
 
 

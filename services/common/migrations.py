@@ -88,7 +88,6 @@ async def apply(conn: AsyncConnection, migrations: list[Migration]) -> list[Migr
                 await conn.execute(migration.sql)
             except Exception as err:
                 raise MigrationError(f"{label} failed: {err}") from err
-            await conn.execute(RECORD, (migration.component, migration.version, migration.name,
-                                        migration.checksum))
+            await conn.execute(RECORD, (migration.component, migration.version, migration.name, migration.checksum))
             applied_now.append(migration)
     return applied_now

@@ -36,10 +36,22 @@ STATUS_OF = {
 }
 
 
-def problem(status: int, title: str, detail: str | None = None, *, code: str | None = None,
-            headers: dict[str, str] | None = None, **extra: object) -> Response:
-    body = {"type": f"urn:mirador:problem:{code}" if code else "about:blank", "title": title,
-            "status": status, **({"detail": detail} if detail else {}), **extra}
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> Response:
+    body = {
+        "type": f"urn:mirador:problem:{code}" if code else "about:blank",
+        "title": title,
+        "status": status,
+        **({"detail": detail} if detail else {}),
+        **extra,
+    }
     return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -65,8 +77,9 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> Resp
         {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"], "type": err["type"]}
         for err in exc.errors()
     ]
-    return problem(422, "Invalid request", "the request has invalid or missing fields",
-                   code="invalid_request", errors=errors)
+    return problem(
+        422, "Invalid request", "the request has invalid or missing fields", code="invalid_request", errors=errors
+    )
 
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -77,14 +90,18 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
-    return problem(503, "Service Unavailable", "the database is not reachable; retry later",
-                   code="database_unavailable", headers={"Retry-After": "1"})
+    return problem(
+        503,
+        "Service Unavailable",
+        "the database is not reachable; retry later",
+        code="database_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return problem(500, "Internal Server Error", "an unexpected error; see the service log",
-                   code="internal_error")
+    return problem(500, "Internal Server Error", "an unexpected error; see the service log", code="internal_error")
 
 
 def install(app: FastAPI) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from services.common.tx import Tx
-
 from services.customers.domain import Customer, CustomerNotFoundError, EmailTakenError
 from services.customers.models import CustomerCreate, CustomerUpdate
 

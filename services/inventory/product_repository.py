@@ -5,7 +5,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from services.common.tx import Tx
-
 from services.inventory.domain import Product, ProductNotFoundError, SkuTakenError
 from services.inventory.models import ProductCreate, ProductUpdate
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter
-from services.common.tx import Tx
 from starlette.responses import Response
 
 from services.common.app import UPDATE_RESPONSES, CommandResult
 from services.common.commands import Written
 from services.common.deps import CommandDep, IfMatch, SettingsDep
 from services.common.ids import new_id
+from services.common.tx import Tx
 from services.inventory import product_repository as products
 from services.inventory import stock_repository as stock
 from services.inventory.models import ProductCreate, ProductUpdate, StockChange
@@ -23,6 +23,7 @@ stock_router = APIRouter(prefix="/products/{product_id}/stock", tags=["stock"], 
 @router.post("", status_code=201, response_model=CommandResult)
 async def register_product(body: ProductCreate, cmd: CommandDep) -> Response:
     """Add a product to the catalogue; its SKU must be new."""
+
     async def work(tx: Tx) -> Written:
         product_id = new_id()
         products.insert(tx, product_id, body)
@@ -34,6 +35,7 @@ async def register_product(body: ProductCreate, cmd: CommandDep) -> Response:
 @router.patch("/{product_id}", response_model=CommandResult)
 async def change_product(product_id: UUID, body: ProductUpdate, cmd: CommandDep, expected: IfMatch) -> Response:
     """Rename or reprice a product that is not retired."""
+
     async def work(tx: Tx) -> Written:
         product = await products.load(tx, product_id)
         version = product.change(expected)
@@ -46,6 +48,7 @@ async def change_product(product_id: UUID, body: ProductUpdate, cmd: CommandDep,
 @router.post("/{product_id}/retire", response_model=CommandResult)
 async def retire_product(product_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """Retire a product: it stays in the catalogue, takes no new stock and no changes."""
+
     async def work(tx: Tx) -> Written:
         product = await products.load(tx, product_id)
         version = product.retire(expected)
@@ -67,8 +70,9 @@ async def decrease_stock(product_id: UUID, body: StockChange, cmd: CommandDep, s
     return await _change_stock(product_id, body, cmd, settings, increase=False)
 
 
-async def _change_stock(product_id: UUID, body: StockChange, cmd: CommandDep, settings: SettingsDep,
-                        increase: bool) -> Response:
+async def _change_stock(
+    product_id: UUID, body: StockChange, cmd: CommandDep, settings: SettingsDep, increase: bool
+) -> Response:
     command_id = cmd.key or str(new_id())
 
     async def work(tx: Tx) -> Written:

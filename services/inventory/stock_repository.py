@@ -5,7 +5,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from services.common.tx import Tx
-
 from services.inventory.domain import ProductNotFoundError, Stock, StockEvent, StreamVersionTaken
 
 LOAD = """
@@ -41,16 +40,22 @@ async def load(tx: Tx, product_id: UUID) -> Stock:
         raise ProductNotFoundError(f"no product has id {product_id}")
     retired, version, on_hand, events = row
     start = Stock(product_id, version, on_hand, retired)
-    return Stock.fold(start, [StockEvent(product_id, v, kind, q, schema_version=sv)
-                              for v, kind, q, sv in events or ()])
+    return Stock.fold(start, [StockEvent(product_id, v, kind, q, schema_version=sv) for v, kind, q, sv in events or ()])
 
 
 def append(tx: Tx, event: StockEvent, after: Stock, snapshot_every: int) -> None:
     """Append `event` as the stream's next version; `after` is the stock it leads to."""
-    tx.write(APPEND, {
-        "stream": event.stream, "version": event.version, "event_type": event.event_type,
-        "quantity": event.quantity, "reason": event.reason, "command_id": event.command_id,
-        "schema_version": event.schema_version,
-    })
+    tx.write(
+        APPEND,
+        {
+            "stream": event.stream,
+            "version": event.version,
+            "event_type": event.event_type,
+            "quantity": event.quantity,
+            "reason": event.reason,
+            "command_id": event.command_id,
+            "schema_version": event.schema_version,
+        },
+    )
     if event.version % snapshot_every == 0:
         tx.write(SNAPSHOT, (event.stream, after.version, after.on_hand))

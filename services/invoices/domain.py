@@ -47,6 +47,7 @@ class Invoice:
     def _close(self, status: str, expected_version: int | None) -> int:
         check_version(expected_version, self.version)
         if self.status != ISSUED:
-            raise InvoiceNotOpenError(f"the invoice is {self.status}; only an issued invoice can become {status}",
-                                      current_status=self.status)
+            raise InvoiceNotOpenError(
+                f"the invoice is {self.status}; only an issued invoice can become {status}", current_status=self.status
+            )
         return self.version + 1

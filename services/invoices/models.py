@@ -16,8 +16,9 @@ def _http_url(value: str) -> str:
     return value
 
 
-DocumentUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[\x21-\x7e]+$"),
-                        AfterValidator(_http_url)]
+DocumentUrl = Annotated[
+    str, StringConstraints(max_length=2000, pattern=r"^https?://[\x21-\x7e]+$"), AfterValidator(_http_url)
+]
 
 
 class InvoiceCreate(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from services.common.tx import Tx
-
 from services.invoices.domain import ISSUED, Invoice, InvoiceNotFoundError, OrderAlreadyInvoicedError
 from services.invoices.models import InvoiceCreate
 

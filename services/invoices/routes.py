@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter
-from services.common.tx import Tx
 from starlette.responses import Response
 
 from services.common.app import UPDATE_RESPONSES, CommandResult
 from services.common.commands import Written
 from services.common.deps import CommandDep, IfMatch
 from services.common.ids import new_id
+from services.common.tx import Tx
 from services.invoices import repository
 from services.invoices.domain import check_due_date
 from services.invoices.models import InvoiceCreate
@@ -37,6 +37,7 @@ async def issue_invoice(body: InvoiceCreate, cmd: CommandDep) -> Response:
 @router.post("/{invoice_id}/pay", response_model=CommandResult)
 async def pay_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """issued -> paid."""
+
     async def work(tx: Tx) -> Written:
         invoice = await repository.load(tx, invoice_id)
         version = invoice.pay(expected)
@@ -49,6 +50,7 @@ async def pay_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> R
 @router.post("/{invoice_id}/void", response_model=CommandResult)
 async def void_invoice(invoice_id: UUID, cmd: CommandDep, expected: IfMatch) -> Response:
     """issued -> void; the order may then be invoiced again."""
+
     async def work(tx: Tx) -> Written:
         invoice = await repository.load(tx, invoice_id)
         version = invoice.void(expected)

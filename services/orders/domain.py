@@ -59,7 +59,8 @@ class Order:
             allowed = " or ".join(TRANSITIONS[self.status]) or "nothing (it is final)"
             raise InvalidTransitionError(
                 f"an order that is {self.status} cannot become {status}; it can become {allowed}",
-                current_status=self.status)
+                current_status=self.status,
+            )
         return self.version + 1
 
     def add_line(self, expected_version: int | None) -> tuple[int, int]:
@@ -79,5 +80,6 @@ class Order:
 
     def _require_open(self) -> None:
         if self.status != PLACED:
-            raise OrderNotOpenError(f"the order is {self.status}; lines change only while it is placed",
-                                    current_status=self.status)
+            raise OrderNotOpenError(
+                f"the order is {self.status}; lines change only while it is placed", current_status=self.status
+            )

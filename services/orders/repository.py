@@ -7,7 +7,6 @@ from uuid import UUID
 import orjson
 
 from services.common.tx import Tx
-
 from services.orders.domain import PLACED, LineNumberTaken, Order, OrderNotFoundError
 from services.orders.models import OrderCreate, OrderLineCreate
 
@@ -55,8 +54,16 @@ write meets the first's line before its guarded write finds the order's new vers
 
 
 def insert(tx: Tx, order_id: UUID, data: OrderCreate) -> None:
-    tx.write(INSERT_ORDER, {"id": order_id, "customer_id": data.customer_id, "currency": data.currency,
-                                      "status": PLACED, "last_line_no": len(data.lines)})
+    tx.write(
+        INSERT_ORDER,
+        {
+            "id": order_id,
+            "customer_id": data.customer_id,
+            "currency": data.currency,
+            "status": PLACED,
+            "last_line_no": len(data.lines),
+        },
+    )
     lines = orjson.dumps([line.model_dump(mode="json") for line in data.lines]).decode()
     tx.write(INSERT_LINES, {"order_id": order_id, "lines": lines})
 

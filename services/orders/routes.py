@@ -6,13 +6,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Path
-from services.common.tx import Tx
 from starlette.responses import Response
 
 from services.common.app import UPDATE_RESPONSES, CommandResult
 from services.common.commands import Written
 from services.common.deps import CommandDep, IfMatch
 from services.common.ids import new_id
+from services.common.tx import Tx
 from services.orders import repository
 from services.orders.domain import CANCELLED, PAID, SHIPPED
 from services.orders.models import OrderCancel, OrderCreate, OrderLineCreate
@@ -25,6 +25,7 @@ LineNo = Annotated[int, Path(ge=1, le=2**31 - 1)]
 @router.post("", status_code=201, response_model=CommandResult)
 async def place_order(body: OrderCreate, cmd: CommandDep) -> Response:
     """Place an order with its lines; it starts out `placed` at version 1."""
+
     async def work(tx: Tx) -> Written:
         order_id = new_id()
         repository.insert(tx, order_id, body)
@@ -36,6 +37,7 @@ async def place_order(body: OrderCreate, cmd: CommandDep) -> Response:
 @router.post("/{order_id}/lines", status_code=201, response_model=CommandResult)
 async def add_line(order_id: UUID, body: OrderLineCreate, cmd: CommandDep, expected: IfMatch) -> Response:
     """Add a line to a placed order; the answer carries the new line's `line_no`."""
+
     async def work(tx: Tx) -> Written:
         order = await repository.load(tx, order_id)
         line_no, version = order.add_line(expected)
@@ -48,6 +50,7 @@ async def add_line(order_id: UUID, body: OrderLineCreate, cmd: CommandDep, expec
 @router.delete("/{order_id}/lines/{line_no}", response_model=CommandResult)
 async def remove_line(order_id: UUID, line_no: LineNo, cmd: CommandDep, expected: IfMatch) -> Response:
     """Remove a line from a placed order; its last line cannot go."""
+
     async def work(tx: Tx) -> Written:
         order = await repository.load(tx, order_id)
         version = order.remove_line(line_no, expected)
@@ -57,8 +60,9 @@ async def remove_line(order_id: UUID, line_no: LineNo, cmd: CommandDep, expected
     return await cmd.run(work, expected_version=expected)
 
 
-async def _move(order_id: UUID, status: str, cmd: CommandDep, expected: int | None,
-                body: OrderCancel | None = None) -> Response:
+async def _move(
+    order_id: UUID, status: str, cmd: CommandDep, expected: int | None, body: OrderCancel | None = None
+) -> Response:
     async def work(tx: Tx) -> Written:
         order = await repository.load(tx, order_id)
         version = order.move_to(status, expected)

@@ -21,9 +21,17 @@ CATALOG = {
     "orders_with_invoices": {
         "description": "Every order with its invoice.",
         "meta": {"expose": True, "primary_key": ["order_id"], "default_order": ["placed_at desc", "order_id"]},
-        "columns": {"order_id": "The order.", "customer_id": "Who placed it.", "status": "placed, paid ...",
-                    "order_total": "Exact total.", "placed_at": "When placed.", "invoice_due_date": "Due.",
-                    "is_paid": "Paid?", "line_count": "Lines.", "invoice_document_url": "Where."},
+        "columns": {
+            "order_id": "The order.",
+            "customer_id": "Who placed it.",
+            "status": "placed, paid ...",
+            "order_total": "Exact total.",
+            "placed_at": "When placed.",
+            "invoice_due_date": "Due.",
+            "is_paid": "Paid?",
+            "line_count": "Lines.",
+            "invoice_document_url": "Where.",
+        },
     },
     "order_lines": {
         "description": "A composite key.",
@@ -57,9 +65,20 @@ class ScratchWarehouse:
             self.conn.execute("delete from marts.orders_with_invoices where order_id = ?", [row["order_id"]])
             self.conn.execute(
                 "insert into marts.orders_with_invoices values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [row["order_id"], row.get("customer_id"), row.get("status", "placed"), row.get("order_total", "1.00"),
-                 row.get("placed_at", "2026-01-01T00:00:00Z"), row.get("invoice_due_date"), row.get("is_paid", False),
-                 row.get("line_count", 1), row.get("invoice_document_url"), self.batch, self.batch])
+                [
+                    row["order_id"],
+                    row.get("customer_id"),
+                    row.get("status", "placed"),
+                    row.get("order_total", "1.00"),
+                    row.get("placed_at", "2026-01-01T00:00:00Z"),
+                    row.get("invoice_due_date"),
+                    row.get("is_paid", False),
+                    row.get("line_count", 1),
+                    row.get("invoice_document_url"),
+                    self.batch,
+                    self.batch,
+                ],
+            )
 
     def delete(self, order_ids: list[str]) -> None:
         self.batch += 1
@@ -68,12 +87,18 @@ class ScratchWarehouse:
 
     def publish(self, watermark: dict | None = None) -> str:
         build_id = f"b{self.batch:05d}-{uuid.uuid4().hex[:6]}"
-        self.conn.execute("insert into loader.builds values (?, now(), now(), ?, '', true, 0, true)",
-                          [build_id, self.batch])
-        publish(self.conn, self.published, build_id, self.batch,
-                {"orders_with_invoices": ["order_id"], "order_lines": ["order_id", "line_no"]},
-                watermark or {"orders": {"lsn": self.batch * 100, "commit_ts": "2026-01-01T00:00:00+00:00"}},
-                catalog=CATALOG)
+        self.conn.execute(
+            "insert into loader.builds values (?, now(), now(), ?, '', true, 0, true)", [build_id, self.batch]
+        )
+        publish(
+            self.conn,
+            self.published,
+            build_id,
+            self.batch,
+            {"orders_with_invoices": ["order_id"], "order_lines": ["order_id", "line_no"]},
+            watermark or {"orders": {"lsn": self.batch * 100, "commit_ts": "2026-01-01T00:00:00+00:00"}},
+            catalog=CATALOG,
+        )
         return build_id
 
 
@@ -89,8 +114,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_PUBLISH_DIR": str(published), **(env or {})}
         self.log = (home / "serve.log").open("w")
-        self.process = subprocess.Popen([str(BIN / "mirador"), "serve", "--port", str(self.port), "--workers",
-                                         str(workers)], env=environment, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [str(BIN / "mirador"), "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=environment,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:

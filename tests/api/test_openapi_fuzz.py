@@ -44,7 +44,8 @@ def server():
 def test_no_5xx_and_answers_match_the_document(case, server):
     response = case.call(base_url=server.url)
     unreached = response.status_code == 503 and "not_yet_visible" in response.text  # a position never written
-    assert response.status_code < 500 or unreached, \
+    assert response.status_code < 500 or unreached, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+    )
     if response.status_code == 200 and response.headers.get("content-type") == "application/json":
         case.validate_response(response)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from tests.ports import free_ports
-from tests.warehouse.conftest import pipeline_env  # noqa: F401 - the stack test's services and home
 from warehouse.publish import current_publication, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,9 +54,14 @@ ORDERS, PRODUCTS = 45, 30
 def catalog() -> dict:
     """The catalogue `mirador build` hands `publish()`: the marts' descriptions and `meta`, from their yml."""
     models = {m["name"]: m for m in yaml.safe_load(MARTS.read_text())["models"]}
-    return {name: {"description": models[name]["description"], "meta": models[name]["config"]["meta"],
-                   "columns": {c["name"]: c.get("description", "") for c in models[name]["columns"]}}
-            for name in TABLES}
+    return {
+        name: {
+            "description": models[name]["description"],
+            "meta": models[name]["config"]["meta"],
+            "columns": {c["name"]: c.get("description", "") for c in models[name]["columns"]},
+        }
+        for name in TABLES
+    }
 
 
 class Shop:
@@ -68,11 +72,12 @@ class Shop:
         self.conn = duckdb.connect(str(root / "work.duckdb"))
         self.batch = 1
         self.conn.execute("""create schema marts; create schema loader;
-            create table loader.builds (build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
-                through_batch bigint, selected varchar, success boolean, seconds double, tested boolean default true)""")
+            create table loader.builds (build_id varchar primary key, started_at timestamptz,
+                finished_at timestamptz, through_batch bigint, selected varchar, success boolean, seconds double,
+                tested boolean default true)""")
         for table, columns in COLUMNS.items():
             self.conn.execute(f"create table marts.{table} ({columns})")
-        start = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+        start = datetime(2026, 3, 1, 9, tzinfo=UTC)
         self.order_ids = [uuid.uuid5(IDS, f"order-{i}") for i in range(ORDERS)]
         for i, order_id in enumerate(self.order_ids):
             status = STATUSES[i % 4]
@@ -80,27 +85,52 @@ class Shop:
             self.conn.execute(
                 "insert into marts.orders_with_invoices values (?, ?, ?, ?, ?, 'EUR', ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, "
                 "null, ?, 1, 1)",
-                [order_id, CUSTOMERS[i % 5], f"Customer {i % 5}", f"c{i % 5}@example.com", status, 1 + i % 3, total,
-                 start + timedelta(minutes=i), start + timedelta(minutes=i), uuid.uuid5(IDS, f"invoice-{i}"),
-                 "paid" if status in ("paid", "shipped") else "issued", total, (start + timedelta(days=30)).date(),
-                 status in ("paid", "shipped")])
+                [
+                    order_id,
+                    CUSTOMERS[i % 5],
+                    f"Customer {i % 5}",
+                    f"c{i % 5}@example.com",
+                    status,
+                    1 + i % 3,
+                    total,
+                    start + timedelta(minutes=i),
+                    start + timedelta(minutes=i),
+                    uuid.uuid5(IDS, f"invoice-{i}"),
+                    "paid" if status in ("paid", "shipped") else "issued",
+                    total,
+                    (start + timedelta(days=30)).date(),
+                    status in ("paid", "shipped"),
+                ],
+            )
         for i in range(PRODUCTS):
-            self.conn.execute("insert into marts.product_stock values (?, ?, ?, ?, 'EUR', false, ?, ?, ?, 1, 1)",
-                              [uuid.uuid5(IDS, f"product-{i}"), f"SKU-{i:03d}", f"Product {i}", Decimal(i) + Decimal("0.99"),
-                               10 * i, start, i])
+            self.conn.execute(
+                "insert into marts.product_stock values (?, ?, ?, ?, 'EUR', false, ?, ?, ?, 1, 1)",
+                [
+                    uuid.uuid5(IDS, f"product-{i}"),
+                    f"SKU-{i:03d}",
+                    f"Product {i}",
+                    Decimal(i) + Decimal("0.99"),
+                    10 * i,
+                    start,
+                    i,
+                ],
+            )
 
     def change_order(self, order_id: uuid.UUID, **values) -> None:
         """What a build does to a changed row: new values, stamped with the batch it read."""
         self.batch += 1
         assignments = ", ".join(f"{column} = ?" for column in values)
-        self.conn.execute(f"update marts.orders_with_invoices set {assignments}, _batch_id = ?, _built_batch = ? "
-                          "where order_id = ?", [*values.values(), self.batch, self.batch, order_id])
+        self.conn.execute(
+            f"update marts.orders_with_invoices set {assignments}, _batch_id = ?, _built_batch = ? where order_id = ?",
+            [*values.values(), self.batch, self.batch, order_id],
+        )
 
     def publish(self) -> str:
         build_id = f"b{self.batch:05d}-{uuid.uuid4().hex[:6]}"
-        now = datetime.now(timezone.utc).isoformat()
-        self.conn.execute("insert into loader.builds values (?, now(), now(), ?, '', true, 0, true)",
-                          [build_id, self.batch])
+        now = datetime.now(UTC).isoformat()
+        self.conn.execute(
+            "insert into loader.builds values (?, now(), now(), ?, '', true, 0, true)", [build_id, self.batch]
+        )
         watermark = {service: {"lsn": self.batch * 100, "commit_ts": now} for service in ("inventory", "orders")}
         publish(self.conn, self.published, build_id, self.batch, TABLES, watermark, catalog=catalog())
         return build_id
@@ -113,18 +143,27 @@ def free_port() -> int:
 class ReadApi:
     """`mirador serve` as users start it, over the shop's publication directory."""
 
-    def __init__(self, home: Path, published: Path, cors_origins: str, port: int | None = None,
-                 env: dict | None = None) -> None:
+    def __init__(
+        self, home: Path, published: Path, cors_origins: str, port: int | None = None, env: dict | None = None
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**(env or os.environ), "MIRADOR_HOME": str(home), "MIRADOR_PUBLISH_DIR": str(published),
-               "MIRADOR_API_CORS_ORIGINS": cors_origins}
+        env = {
+            **(env or os.environ),
+            "MIRADOR_HOME": str(home),
+            "MIRADOR_PUBLISH_DIR": str(published),
+            "MIRADOR_API_CORS_ORIGINS": cors_origins,
+        }
         env.pop("MIRADOR_API_TOKENS", None)
         self.log_path = home / "serve.log"
         self.log = self.log_path.open("w")
-        self.process = subprocess.Popen([str(BIN / "mirador"), "serve", "--port", str(self.port), "--workers", "1"],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [str(BIN / "mirador"), "serve", "--port", str(self.port), "--workers", "1"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_for_build(self, build_id: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -167,6 +206,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 # -- fixtures ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Shop:
     shop = Shop(tmp_path_factory.mktemp("page-warehouse"))
@@ -196,6 +236,7 @@ def api(shop, hosts, tmp_path_factory) -> ReadApi:
 
 # -- what a visitor sees -------------------------------------------------------------------------
 
+
 def wait_until(check, timeout: float = 10, message: str = ""):
     deadline = time.monotonic() + timeout
     last = None
@@ -212,8 +253,10 @@ def wait_until(check, timeout: float = 10, message: str = ""):
 
 def open_page(driver, url: str) -> None:
     driver.get(url)
-    wait_until(lambda: driver.find_element("tag name", "body").get_attribute("data-ready") == "true",
-               message="the page loads the views")
+    wait_until(
+        lambda: driver.find_element("tag name", "body").get_attribute("data-ready") == "true",
+        message="the page loads the views",
+    )
     for view in TABLES:
         wait_until(lambda v=view: rows(driver, v), message=f"{view} shows rows")
 
@@ -224,11 +267,14 @@ def panel(driver, view: str):
 
 def rows(driver, view: str) -> list[dict[str, str]]:
     """The rows a view's table shows, as {column: value} (a shortened id's whole value)."""
-    return driver.execute_script("""
+    return driver.execute_script(
+        """
         const body = document.querySelector(`section.panel[data-view="${arguments[0]}"] tbody`);
         return [...body.querySelectorAll("tr[data-key]")].map((tr) =>
             Object.fromEntries([...tr.querySelectorAll("td")].map((td) => [td.dataset.col, td.dataset.value])));
-    """, view)
+    """,
+        view,
+    )
 
 
 def page_changes(driver, view: str, action) -> list[dict[str, str]]:
@@ -249,8 +295,9 @@ def filter_by(driver, view: str, **values: str) -> None:
 
 def test_the_page_lists_the_views(api, browser):
     open_page(browser, api.url)
-    listed = {item.get_attribute("data-view"): item.text for item in
-              browser.find_elements("css selector", "#views-list li")}
+    listed = {
+        item.get_attribute("data-view"): item.text for item in browser.find_elements("css selector", "#views-list li")
+    }
     assert set(listed) == set(TABLES)
     assert f"{ORDERS} rows" in listed["orders_with_invoices"]
     assert "Every order with its customer" in listed["orders_with_invoices"]
@@ -260,14 +307,17 @@ def test_the_page_lists_the_views(api, browser):
 def test_rows_narrow_with_filters(api, browser):
     open_page(browser, api.url)
     customer = str(CUSTOMERS[2])
-    shown = page_changes(browser, "orders_with_invoices",
-                         lambda: filter_by(browser, "orders_with_invoices", customer_id=customer))
+    shown = page_changes(
+        browser, "orders_with_invoices", lambda: filter_by(browser, "orders_with_invoices", customer_id=customer)
+    )
     assert len(shown) == ORDERS // 5 and {r["customer_id"] for r in shown} == {customer}
-    shown = page_changes(browser, "orders_with_invoices",
-                         lambda: filter_by(browser, "orders_with_invoices", status="paid"))
+    shown = page_changes(
+        browser, "orders_with_invoices", lambda: filter_by(browser, "orders_with_invoices", status="paid")
+    )
     assert {(r["customer_id"], r["status"]) for r in shown} == {(customer, "paid")}
-    products = page_changes(browser, "product_stock",
-                            lambda: filter_by(browser, "product_stock", sku__startswith="SKU-01"))
+    products = page_changes(
+        browser, "product_stock", lambda: filter_by(browser, "product_stock", sku__startswith="SKU-01")
+    )
     assert [r["sku"] for r in products] == [f"SKU-{i:03d}" for i in range(10, 20)]
 
 
@@ -307,8 +357,10 @@ def test_next_page_follows_the_cursor_to_the_last_row(api, browser):
 
 def test_a_new_publication_redraws_the_rows_without_a_reload(api, shop, browser):
     open_page(browser, api.url)
-    wait_until(lambda: panel(browser, "orders_with_invoices").find_element("css selector", ".live").text == "live",
-               message="the live stream is open")
+    wait_until(
+        lambda: panel(browser, "orders_with_invoices").find_element("css selector", ".live").text == "live",
+        message="the live stream is open",
+    )
     browser.execute_script("window.stillThisPage = true")
     newest = rows(browser, "orders_with_invoices")[0]
     assert newest["status"] != "shipped"
@@ -330,15 +382,21 @@ def test_a_new_publication_redraws_the_rows_without_a_reload(api, shop, browser)
 
 def test_a_filtered_page_loses_a_row_that_stops_matching(api, shop, browser):
     open_page(browser, api.url)
-    shown = page_changes(browser, "orders_with_invoices",
-                         lambda: filter_by(browser, "orders_with_invoices", status="placed"))
-    wait_until(lambda: panel(browser, "orders_with_invoices").find_element("css selector", ".live").text == "live",
-               message="the filtered stream is open")
+    shown = page_changes(
+        browser, "orders_with_invoices", lambda: filter_by(browser, "orders_with_invoices", status="placed")
+    )
+    wait_until(
+        lambda: panel(browser, "orders_with_invoices").find_element("css selector", ".live").text == "live",
+        message="the filtered stream is open",
+    )
     leaving = shown[0]["order_id"]
     shop.change_order(uuid.UUID(leaving), status="cancelled")
     shop.publish()
-    wait_until(lambda: leaving not in {r["order_id"] for r in rows(browser, "orders_with_invoices")}, timeout=5,
-               message="the cancelled order leaves the page of placed ones")
+    wait_until(
+        lambda: leaving not in {r["order_id"] for r in rows(browser, "orders_with_invoices")},
+        timeout=5,
+        message="the cancelled order leaves the page of placed ones",
+    )
     assert {r["status"] for r in rows(browser, "orders_with_invoices")} == {"placed"}
 
 
@@ -346,8 +404,10 @@ def test_each_services_data_age_ticks(api, browser):
     open_page(browser, api.url)
 
     def ages() -> dict[str, str]:
-        return {chip.get_attribute("data-service"): chip.find_element("css selector", ".seconds").text
-                for chip in browser.find_elements("css selector", "#freshness .age")}
+        return {
+            chip.get_attribute("data-service"): chip.find_element("css selector", ".seconds").text
+            for chip in browser.find_elements("css selector", "#freshness .age")
+        }
 
     first = wait_until(ages, message="the freshness chips")
     assert set(first) == {"inventory", "orders"} and all(text.endswith(" s") for text in first.values()), first
@@ -388,8 +448,10 @@ def test_another_origin_listed_in_the_cors_origins_reads_the_views(api, hosts, b
     assert answer.headers["access-control-allow-origin"] == allowed.origin
     open_page(browser, f"{allowed.origin}/index.html?api={api.url}")
     assert len(rows(browser, "orders_with_invoices")) == 20
-    wait_until(lambda: panel(browser, "product_stock").find_element("css selector", ".live").text == "live",
-               message="the live stream opens across origins")
+    wait_until(
+        lambda: panel(browser, "product_stock").find_element("css selector", ".live").text == "live",
+        message="the live stream opens across origins",
+    )
 
 
 def test_an_origin_not_listed_is_refused_by_the_browser(api, hosts, browser):
@@ -397,13 +459,18 @@ def test_an_origin_not_listed_is_refused_by_the_browser(api, hosts, browser):
     answer = httpx.get(f"{api.url}/views", headers={"Origin": refused.origin})
     assert answer.status_code == 200 and "access-control-allow-origin" not in answer.headers
     browser.get(f"{refused.origin}/index.html?api={api.url}")
-    wait_until(lambda: browser.find_element("tag name", "body").get_attribute("data-ready") == "error",
-               message="the page gives up")
+    wait_until(
+        lambda: browser.find_element("tag name", "body").get_attribute("data-ready") == "error",
+        message="the page gives up",
+    )
     assert "CORS" in browser.find_element("id", "views-status").text
-    outcome = browser.execute_async_script("""
+    outcome = browser.execute_async_script(
+        """
         const done = arguments[arguments.length - 1];
         fetch(arguments[0]).then(() => done("read"), (err) => done("refused: " + err.name));
-    """, f"{api.url}/views")
+    """,
+        f"{api.url}/views",
+    )
     assert outcome == "refused: TypeError"
     assert browser.find_elements("css selector", "section.panel tbody tr") == []
 
@@ -437,11 +504,16 @@ def page_port(monkeypatch) -> int:
 def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipeline_env):
     env, urls, home = pipeline_env
     tag = uuid.uuid4().hex[:8]
-    customer = _command(f"{urls['customers']}/customers",
-                        {"email": f"page-{tag}@example.com", "name": "Grace Hopper", "country": "US"})
-    product = _command(f"{urls['inventory']}/products", {"sku": f"PAGE-{tag}", "name": "Compiler", "list_price": "42.50"})
-    first = _command(f"{urls['orders']}/orders", {"customer_id": customer["id"], "lines": [
-        {"product_id": product["id"], "quantity": 1, "unit_price": "42.50"}]})
+    customer = _command(
+        f"{urls['customers']}/customers", {"email": f"page-{tag}@example.com", "name": "Grace Hopper", "country": "US"}
+    )
+    product = _command(
+        f"{urls['inventory']}/products", {"sku": f"PAGE-{tag}", "name": "Compiler", "list_price": "42.50"}
+    )
+    first = _command(
+        f"{urls['orders']}/orders",
+        {"customer_id": customer["id"], "lines": [{"product_id": product["id"], "quantity": 1, "unit_price": "42.50"}]},
+    )
 
     run_log = home / "run.log"
     with run_log.open("w") as out:
@@ -451,24 +523,30 @@ def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipelin
     try:
         deadline = time.monotonic() + 300
         wanted = {"customers": customer, "inventory": product, "orders": first}
-        while not ((publication := current_publication(published)) and all(
+        while not (
+            (publication := current_publication(published))
+            and all(
                 (publication.watermark.get(s, {}).get("lsn") or 0) >= _lsn(r["position"]["lsn"])
-                for s, r in wanted.items())):
+                for s, r in wanted.items()
+            )
+        ):
             assert time.monotonic() < deadline, "the views never caught up with the commands"
             assert run.poll() is None, run_log.read_text()[-3000:]
             time.sleep(0.5)
-        api = ReadApi(home / "page", published, json.dumps([f"http://127.0.0.1:{page_port}"]), port=page_port,
-                      env=env)
+        api = ReadApi(home / "page", published, json.dumps([f"http://127.0.0.1:{page_port}"]), port=page_port, env=env)
         api.wait_for_build(current_publication(published).build_id)
 
         open_page(browser, f"{api.url}/?orders={urls['orders']}")
         # This scratch shop holds only the test's rows: the filtered tables may look as they did before.
         filter_by(browser, "orders_with_invoices", customer_id=customer["id"])
-        wait_until(lambda: [r["order_id"] for r in rows(browser, "orders_with_invoices")] == [first["id"]],
-                   message="the customer's one order")
+        wait_until(
+            lambda: [r["order_id"] for r in rows(browser, "orders_with_invoices")] == [first["id"]],
+            message="the customer's one order",
+        )
         filter_by(browser, "product_stock", sku__startswith=f"PAGE-{tag}")
-        wait_until(lambda: [r["sku"] for r in rows(browser, "product_stock")] == [f"PAGE-{tag}"],
-                   message="the product's stock")
+        wait_until(
+            lambda: [r["sku"] for r in rows(browser, "product_stock")] == [f"PAGE-{tag}"], message="the product's stock"
+        )
         form = browser.find_element("id", "order-form")
         assert form.find_element("name", "customer_id").get_attribute("value") == customer["id"]
         assert form.find_element("css selector", 'select[name="product"]').text.startswith(f"PAGE-{tag} · Compiler")
@@ -476,8 +554,11 @@ def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipelin
         form.find_element("css selector", 'button[type="submit"]').click()
 
         result = browser.find_element("id", "order-result")
-        wait_until(lambda: result.get_attribute("data-state") in ("visible", "refused", "failed"), timeout=60,
-                   message="the order is placed and read back")
+        wait_until(
+            lambda: result.get_attribute("data-state") in ("visible", "refused", "failed"),
+            timeout=60,
+            message="the order is placed and read back",
+        )
         assert result.get_attribute("data-state") == "visible", result.text
         seconds = time.monotonic() - started
         order_id = result.get_attribute("data-order-id")
@@ -487,8 +568,11 @@ def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipelin
         assert "visible in the views after" in result.text
 
         # The panel filtered on that customer follows: the new order joins it, marked as the visitor's.
-        wait_until(lambda: {r["order_id"] for r in rows(browser, "orders_with_invoices")} == {first["id"], order_id},
-                   timeout=10, message="the new order joins the customer's page")
+        wait_until(
+            lambda: {r["order_id"] for r in rows(browser, "orders_with_invoices")} == {first["id"], order_id},
+            timeout=10,
+            message="the new order joins the customer's page",
+        )
         mine = panel(browser, "orders_with_invoices").find_elements("css selector", "tbody tr.mine")
         assert [tr.get_attribute("data-key") for tr in mine] == [json.dumps([order_id])]
         browser.save_screenshot(str(SCREENSHOT.with_name("page-order.png")))

@@ -17,11 +17,21 @@ VIEW = "/views/orders_with_invoices"
 
 
 def seed(warehouse, n: int = 120) -> str:
-    warehouse.upsert([{"order_id": f"o{i:03d}", "customer_id": f"c{i % 5}", "order_total": f"{i}.05",
-                       "status": ["placed", "paid", "shipped"][i % 3], "is_paid": i % 3 == 1,
-                       "placed_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
-                       "invoice_due_date": None if i % 4 else "2026-02-29" if False else "2026-02-28",
-                       "invoice_document_url": None if i % 2 else f"https://docs/{i}"} for i in range(n)])
+    warehouse.upsert(
+        [
+            {
+                "order_id": f"o{i:03d}",
+                "customer_id": f"c{i % 5}",
+                "order_total": f"{i}.05",
+                "status": ["placed", "paid", "shipped"][i % 3],
+                "is_paid": i % 3 == 1,
+                "placed_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+                "invoice_due_date": None if i % 4 else "2026-02-29" if False else "2026-02-28",
+                "invoice_document_url": None if i % 2 else f"https://docs/{i}",
+            }
+            for i in range(n)
+        ]
+    )
     return warehouse.publish()
 
 
@@ -68,15 +78,31 @@ def test_filters_order_fields_and_exact_values(api):
     assert rows(api, "order_id=o000")[0]["invoice_due_date"] == "2026-02-28"
 
 
-@pytest.mark.parametrize("query, problem", [
-    ("nope=1", "unknown_column"), ("order_total__between=1", "unknown_operator"), ("order_total=abc", "bad_value"),
-    ("order_total=1.005", "bad_value"), ("placed_at__gt=yesterday", "bad_value"), ("is_paid=maybe", "bad_value"),
-    ("limit=0", "bad_limit"), ("limit=1001", "bad_limit"), ("limit=x", "bad_limit"), ("order_by=nope", "bad_order"),
-    ("fields=nope", "unknown_column"), ("cursor=garbage", "bad_cursor"), ("count=maybe", "bad_count"),
-    ("order_total__like=1%25", "bad_value"), ("after=orders:xyz", "bad_position"), ("format=xml", "bad_format"),
-    ("customer_id=' or 1=1 --", None), ("order_by=order_id;drop table x", "bad_order"),
-    ('customer_id__in=a",b', None), ("fields=order_id) from x --", "unknown_column"),
-])
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ("nope=1", "unknown_column"),
+        ("order_total__between=1", "unknown_operator"),
+        ("order_total=abc", "bad_value"),
+        ("order_total=1.005", "bad_value"),
+        ("placed_at__gt=yesterday", "bad_value"),
+        ("is_paid=maybe", "bad_value"),
+        ("limit=0", "bad_limit"),
+        ("limit=1001", "bad_limit"),
+        ("limit=x", "bad_limit"),
+        ("order_by=nope", "bad_order"),
+        ("fields=nope", "unknown_column"),
+        ("cursor=garbage", "bad_cursor"),
+        ("count=maybe", "bad_count"),
+        ("order_total__like=1%25", "bad_value"),
+        ("after=orders:xyz", "bad_position"),
+        ("format=xml", "bad_format"),
+        ("customer_id=' or 1=1 --", None),
+        ("order_by=order_id;drop table x", "bad_order"),
+        ('customer_id__in=a",b', None),
+        ("fields=order_id) from x --", "unknown_column"),
+    ],
+)
 def test_bad_input_is_a_problem_never_a_500(api, query, problem):
     answer = httpx.get(f"{api.url}{VIEW}?{query}")
     if problem is None:  # values are bound: an injection attempt is only a value that matches nothing
@@ -136,8 +162,9 @@ def test_cursor_walk_while_publications_change_underneath(api, warehouse):
 def test_formats_keep_decimals_exact(api):
     csv_text = httpx.get(f"{api.url}{VIEW}?order_by=order_id&limit=2", headers={"accept": "text/csv"}).text
     assert csv_text.splitlines()[1].startswith("o000,c0,placed,0.05,")
-    stream = httpx.get(f"{api.url}{VIEW}?order_by=order_id&limit=3",
-                       headers={"accept": "application/vnd.apache.arrow.stream"}).content
+    stream = httpx.get(
+        f"{api.url}{VIEW}?order_by=order_id&limit=3", headers={"accept": "application/vnd.apache.arrow.stream"}
+    ).content
     table = pa.ipc.open_stream(stream).read_all()
     assert table.schema.field("order_total").type == pa.decimal128(18, 2)
     assert table.column("order_total").to_pylist() == [Decimal("0.05"), Decimal("1.05"), Decimal("2.05")]
@@ -163,6 +190,7 @@ def test_read_your_writes_waits_for_the_position_without_holding_a_worker(api, w
         warehouse.publish({"orders": {"lsn": (5 << 32) + 16, "commit_ts": "2026-01-01T00:00:00+00:00"}})
 
     waiting = [None] * 50
+
     def wait(i: int) -> None:
         waiting[i] = httpx.get(f"{api.url}{VIEW}/new?after=orders:5/10&wait=10", timeout=15)
 
@@ -201,10 +229,14 @@ def test_live_changes_with_a_filter_and_a_resume(api, warehouse):
     with httpx.stream("GET", f"{api.url}{VIEW}/changes?customer_id=c1", timeout=20) as stream:
         assert stream.headers["content-type"] == "text/event-stream"
         time.sleep(0.2)
-        warehouse.upsert([{"order_id": "o001", "customer_id": "c1", "status": "shipped"},  # stays in c1
-                          {"order_id": "o002", "customer_id": "c1"},  # moves into c1
-                          {"order_id": "o006", "customer_id": "c3"},  # moves out of c1
-                          {"order_id": "o003", "customer_id": "c3", "status": "shipped"}])  # never in c1
+        warehouse.upsert(
+            [
+                {"order_id": "o001", "customer_id": "c1", "status": "shipped"},  # stays in c1
+                {"order_id": "o002", "customer_id": "c1"},  # moves into c1
+                {"order_id": "o006", "customer_id": "c3"},  # moves out of c1
+                {"order_id": "o003", "customer_id": "c3", "status": "shipped"},
+            ]
+        )  # never in c1
         warehouse.delete(["o011"])  # a c1 row goes
         build = warehouse.publish()
         (ready_id, ready, _), (event_id, kind, data) = events(stream, 2)
@@ -212,7 +244,7 @@ def test_live_changes_with_a_filter_and_a_resume(api, warehouse):
         assert sorted(k["order_id"] for k in data["upserted"]) == ["o001", "o002"]
         assert sorted(k["order_id"] for k in data["deleted"]) == ["o006", "o011"]
     with httpx.stream("GET", f"{api.url}{VIEW}/changes", headers={"last-event-id": ready_id}, timeout=20) as stream:
-        (resumed_id, kind, data), = events(stream, 1)
+        ((resumed_id, kind, data),) = events(stream, 1)
         assert (resumed_id, kind, data["build_id"]) == (event_id, "change", build)
     with httpx.stream("GET", f"{api.url}{VIEW}/changes", headers={"last-event-id": "-5"}, timeout=20) as stream:
         assert events(stream, 1)[0][1] == "reset"
@@ -240,8 +272,13 @@ def test_production_refuses_to_start_open(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    done = subprocess.run([str(Path(sys.executable).parent / "mirador"), "serve"], capture_output=True, text=True,
-                          env={"MIRADOR_ENV": "production", "MIRADOR_HOME": str(tmp_path), "PATH": "/usr/bin"})
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mirador"), "serve"],
+        capture_output=True,
+        text=True,
+        env={"MIRADOR_ENV": "production", "MIRADOR_HOME": str(tmp_path), "PATH": "/usr/bin"},
+    )
     assert done.returncode == 1 and "MIRADOR_API_TOKENS" in done.stderr
 
 
@@ -251,8 +288,17 @@ def test_many_readers_while_publications_switch_see_whole_publications(api, ware
     totals: dict[str, str] = {}
 
     def publish(round_: int) -> str:
-        warehouse.upsert([{"order_id": f"o{i:03d}", "customer_id": f"c{i % 5}", "order_total": f"{round_}.00",
-                           "placed_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z"} for i in range(0, 120, 3)])
+        warehouse.upsert(
+            [
+                {
+                    "order_id": f"o{i:03d}",
+                    "customer_id": f"c{i % 5}",
+                    "order_total": f"{round_}.00",
+                    "placed_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+                }
+                for i in range(0, 120, 3)
+            ]
+        )
         build = warehouse.publish()
         totals[build] = f"{round_}.00"
         return build
@@ -269,12 +315,22 @@ def test_many_readers_while_publications_switch_see_whole_publications(api, ware
                 if answer.status_code != 200:
                     failures.append(f"{answer.status_code} {answer.text[:200]}")
                     continue
-                answers.append((answer.headers["mirador-build"],
-                                {r["order_total"] for r in answer.json()["rows"] if int(r["order_id"][1:]) % 3 == 0}))
+                answers.append(
+                    (
+                        answer.headers["mirador-build"],
+                        {r["order_total"] for r in answer.json()["rows"] if int(r["order_id"][1:]) % 3 == 0},
+                    )
+                )
 
-    readers = [threading.Thread(target=read, args=(q,)) for q in
-               ("limit=1000", "customer_id=c0&limit=1000", "order_by=order_id&limit=1000&fields=order_id,order_total",
-                "customer_id__in=c0,c3&limit=1000")]
+    readers = [
+        threading.Thread(target=read, args=(q,))
+        for q in (
+            "limit=1000",
+            "customer_id=c0&limit=1000",
+            "order_by=order_id&limit=1000&fields=order_id,order_total",
+            "customer_id__in=c0,c3&limit=1000",
+        )
+    ]
     for reader in readers:
         reader.start()
     for round_ in range(2, 16):

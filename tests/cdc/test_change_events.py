@@ -25,8 +25,7 @@ def test_insert_update_delete_arrive_on_the_service_topic(stack_settings, servic
     reader = TopicReader(stack_settings.kafka_bootstrap_servers, topic)
     with psycopg.connect(postgres.service_dsn(stack_settings, service), autocommit=True) as conn:
         ident = sql.Identifier(table)
-        conn.execute(sql.SQL("create table {} (id int primary key, label text, amount numeric(10, 2))")
-                     .format(ident))
+        conn.execute(sql.SQL("create table {} (id int primary key, label text, amount numeric(10, 2))").format(ident))
         try:
             committed_at = time.time()
             conn.execute(sql.SQL("insert into {} values (1, 'first', 12.34)").format(ident))
@@ -67,8 +66,12 @@ def test_publication_covers_new_service_tables_but_not_bookkeeping(stack_setting
         conn.execute("create table public.cdc_probe_new (id int primary key)")
         conn.execute("create table mirador.cdc_probe_bookkeeping (id int primary key)")
         try:
-            published = {f"{s}.{t}" for s, t in conn.execute(
-                "select schemaname, tablename from pg_publication_tables where pubname = 'mirador'")}
+            published = {
+                f"{s}.{t}"
+                for s, t in conn.execute(
+                    "select schemaname, tablename from pg_publication_tables where pubname = 'mirador'"
+                )
+            }
         finally:
             conn.execute("drop table public.cdc_probe_new, mirador.cdc_probe_bookkeeping")
     assert "public.cdc_probe_new" in published
@@ -78,8 +81,10 @@ def test_publication_covers_new_service_tables_but_not_bookkeeping(stack_setting
 
 def test_debezium_role_has_least_privilege(stack_settings):
     with psycopg.connect(postgres.superuser_dsn(stack_settings, "orders")) as conn:
-        role = conn.execute("select rolsuper, rolreplication, rolcreatedb, rolcreaterole from pg_roles "
-                            "where rolname = %s", (stack_settings.cdc_user,)).fetchone()
+        role = conn.execute(
+            "select rolsuper, rolreplication, rolcreatedb, rolcreaterole from pg_roles where rolname = %s",
+            (stack_settings.cdc_user,),
+        ).fetchone()
         can_write_heartbeat = conn.execute(
             "select has_table_privilege(%s, 'mirador.heartbeat', 'UPDATE')", (stack_settings.cdc_user,)
         ).fetchone()[0]
@@ -92,7 +97,8 @@ def test_debezium_role_has_least_privilege(stack_settings):
             select, insert = conn.execute(
                 "select has_table_privilege(%s, 'public.cdc_probe_priv2', 'SELECT'), "
                 "has_table_privilege(%s, 'public.cdc_probe_priv2', 'INSERT')",
-                (stack_settings.cdc_user, stack_settings.cdc_user)).fetchone()
+                (stack_settings.cdc_user, stack_settings.cdc_user),
+            ).fetchone()
         finally:
             conn.rollback()
     assert role == (False, True, False, False)

@@ -27,8 +27,9 @@ def test_idle_database_slot_retains_little_wal(stack_settings):
         try:
             # ~48 MiB of WAL in another database; the idle one's connector sees none of it.
             for _ in range(12):
-                conn.execute("insert into mirador.wal_filler (pad) select repeat('x', 4000) "
-                             "from generate_series(1, 1000)")
+                conn.execute(
+                    "insert into mirador.wal_filler (pad) select repeat('x', 4000) from generate_series(1, 1000)"
+                )
         finally:
             conn.execute("drop table mirador.wal_filler")
     with psycopg.connect(postgres.superuser_dsn(stack_settings), autocommit=True) as admin:

@@ -26,8 +26,14 @@ def private(stack_settings) -> StackSettings:
     home = PROJECT_ROOT / ".mirador" / f"test-{uuid.uuid4().hex[:8]}"
     pg_port, kafka_port, kafka_controller_port, connect_port = free_ports(4)
     settings = StackSettings(
-        home=home, jars_dir=stack_settings.jars, pg_dsn=None, kafka_bootstrap=None, connect_url=None,
-        pg_port=pg_port, kafka_port=kafka_port, kafka_controller_port=kafka_controller_port,
+        home=home,
+        jars_dir=stack_settings.jars,
+        pg_dsn=None,
+        kafka_bootstrap=None,
+        connect_url=None,
+        pg_port=pg_port,
+        kafka_port=kafka_port,
+        kafka_controller_port=kafka_controller_port,
         connect_port=connect_port,
     )
     yield settings
@@ -79,8 +85,11 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(private):
     pids = _processes_of(private) + _postgres_children(postgres.pid(private))
     assert len(pids) >= 3
     assert stack.down(private) == ["connect", "kafka", "postgres"]
-    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()
-                and (Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z")]
+    assert not [
+        pid
+        for pid in pids
+        if Path(f"/proc/{pid}").exists() and (Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z")
+    ]
     assert not _processes_of(private)
     assert not any(port_in_use("127.0.0.1", port) for port in _ports(private))
     assert stack.down(private) == []  # nothing left to stop
@@ -118,11 +127,14 @@ def test_maven_central_unreachable_with_an_empty_cache(private, tmp_path):
     settings_xml = tmp_path / "settings.xml"
     settings_xml.write_text(
         "<settings><mirrors><mirror><id>nowhere</id><mirrorOf>*</mirrorOf>"
-        "<url>http://127.0.0.1:9/maven2</url></mirror></mirrors></settings>")
-    offline = private.model_copy(update={
-        "jars_dir": tmp_path / "jars",
-        "maven_args": f"-s {settings_xml} -Dmaven.repo.local={tmp_path / 'm2'}",
-    })
+        "<url>http://127.0.0.1:9/maven2</url></mirror></mirrors></settings>"
+    )
+    offline = private.model_copy(
+        update={
+            "jars_dir": tmp_path / "jars",
+            "maven_args": f"-s {settings_xml} -Dmaven.repo.local={tmp_path / 'm2'}",
+        }
+    )
     with pytest.raises(StackError, match="Maven could not resolve") as err:
         jars.resolve(offline)
     assert "Maven Central is reachable" in str(err.value)

@@ -31,10 +31,12 @@ def dsns(stack_settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def query(dsns) -> Callable[..., list[tuple]]:
     """Run SQL in a service's database, as its owner role, and return the rows."""
+
     def run(service: str, statement: str, params: tuple | dict = ()) -> list[tuple]:
         with psycopg.connect(dsns[service], autocommit=True) as conn:
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
+
     return run
 
 
@@ -81,8 +83,12 @@ def service_env(dsns) -> Iterator[dict[str, str]]:
     env = {}
     for name, port in zip(runner.SETTINGS, free_ports(len(runner.SETTINGS)), strict=True):
         prefix = f"MIRADOR_{name.upper()}_"
-        env |= {f"{prefix}PORT": str(port), f"{prefix}DSN": dsns[name], f"{prefix}TOKEN": TOKEN,
-                f"{prefix}POOL_MAX_SIZE": "12"}
+        env |= {
+            f"{prefix}PORT": str(port),
+            f"{prefix}DSN": dsns[name],
+            f"{prefix}TOKEN": TOKEN,
+            f"{prefix}POOL_MAX_SIZE": "12",
+        }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     yield env

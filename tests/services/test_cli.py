@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from services import runner
-
 from tests.ports import free_ports
 
 from .conftest import AUTH, TOKEN
@@ -21,8 +20,7 @@ MIRADOR = str(Path(sys.executable).parent / "mirador")
 
 
 def mirador(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([MIRADOR, *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([MIRADOR, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -51,9 +49,14 @@ def test_up_status_down(cli_env, ports, tmp_path):
         assert again.returncode == 0 and again.stdout == up.stdout
         status = mirador("services", "status", env=cli_env)
         assert status.returncode == 0 and status.stdout.count("ready") == 4
-        order = httpx.post(f"http://127.0.0.1:{ports['orders']}/orders", headers=AUTH, json={
-            "customer_id": "0b6e6f3a-4d0c-4c55-9a4f-0d7c3f2b8a11",
-            "lines": [{"product_id": "5f7d1a8e-2b3c-4d5e-8f90-1a2b3c4d5e6f", "quantity": 1, "unit_price": "2.00"}]})
+        order = httpx.post(
+            f"http://127.0.0.1:{ports['orders']}/orders",
+            headers=AUTH,
+            json={
+                "customer_id": "0b6e6f3a-4d0c-4c55-9a4f-0d7c3f2b8a11",
+                "lines": [{"product_id": "5f7d1a8e-2b3c-4d5e-8f90-1a2b3c4d5e6f", "quantity": 1, "unit_price": "2.00"}],
+            },
+        )
         assert order.status_code == 201
     finally:
         down = mirador("services", "down", env=cli_env)

@@ -24,8 +24,13 @@ def _plain_environment(monkeypatch):
 
 @pytest.mark.parametrize("service", list(runner.SETTINGS))
 def test_the_default_dsn_is_the_one_the_stack_bootstraps(service, monkeypatch):
-    for key in ("MIRADOR_PG_DSN", "MIRADOR_PG_HOST", "MIRADOR_PG_PORT", "MIRADOR_PG_SERVICE_PASSWORD",
-                f"MIRADOR_{service.upper()}_DSN"):
+    for key in (
+        "MIRADOR_PG_DSN",
+        "MIRADOR_PG_HOST",
+        "MIRADOR_PG_PORT",
+        "MIRADOR_PG_SERVICE_PASSWORD",
+        f"MIRADOR_{service.upper()}_DSN",
+    ):
         monkeypatch.delenv(key, raising=False)
     ours = conninfo_to_dict(runner.SETTINGS[service]().database_dsn)
     stack = conninfo_to_dict(postgres.service_dsn(StackSettings(), service))

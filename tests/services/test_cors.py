@@ -17,8 +17,11 @@ ELSEWHERE = "http://evil.example"
 
 
 def preflight(origin: str) -> dict:
-    return {"Origin": origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+    }
 
 
 async def test_the_pages_preflight_is_answered_without_a_token(orders):
@@ -31,8 +34,11 @@ async def test_the_pages_preflight_is_answered_without_a_token(orders):
 
 
 async def test_a_command_from_the_page_is_readable_with_its_etag(orders):
-    order = {"customer_id": str(uuid.uuid4()), "currency": "EUR",
-             "lines": [{"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": "9.99"}]}
+    order = {
+        "customer_id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "lines": [{"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": "9.99"}],
+    }
     response = await orders.post("/orders", json=order, headers={"Origin": PAGE})
     accepted(response, 201)
     assert response.headers["access-control-allow-origin"] == PAGE
@@ -56,6 +62,7 @@ async def test_another_origin_is_refused(orders):
 def test_the_origins_are_a_shared_setting(monkeypatch):
     monkeypatch.setenv("MIRADOR_CORS_ORIGINS", '["https://shop.example.com"]')
     assert {name: settings().cors_origins for name, settings in runner.SETTINGS.items()} == {
-        name: ["https://shop.example.com"] for name in runner.SETTINGS}
+        name: ["https://shop.example.com"] for name in runner.SETTINGS
+    }
     monkeypatch.delenv("MIRADOR_CORS_ORIGINS")
     assert runner.SETTINGS["orders"]().cors_origins == [PAGE, "http://localhost:8100"]

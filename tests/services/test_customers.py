@@ -31,25 +31,31 @@ async def test_register_refuses_an_email_taken_in_any_case(customers):
 
 
 async def test_register_names_every_invalid_field(customers):
-    response = await customers.post("/customers", json={"email": "not-an-email", "name": "", "country": "nl",
-                                                         "extra": 1})
+    response = await customers.post(
+        "/customers", json={"email": "not-an-email", "name": "", "country": "nl", "extra": 1}
+    )
     assert invalid_fields(response) == {"body.email", "body.name", "body.country", "body.extra"}
 
 
 async def test_update_changes_only_the_fields_sent(customers, query):
     created = accepted(await customers.post("/customers", json=new_customer()), 201)
-    body = accepted(await customers.patch(f"/customers/{created['id']}", json={"country": "DE"},
-                                          headers={"If-Match": '"1"'}))
+    body = accepted(
+        await customers.patch(f"/customers/{created['id']}", json={"country": "DE"}, headers={"If-Match": '"1"'})
+    )
     assert body["version"] == 2
-    assert query("customers", "select name, country, version from customers where id = %s",
-                 (created["id"],)) == [("Ann Smith", "DE", 2)]
+    assert query("customers", "select name, country, version from customers where id = %s", (created["id"],)) == [
+        ("Ann Smith", "DE", 2)
+    ]
 
 
 async def test_update_with_a_stale_version_is_refused_and_changes_nothing(customers, query):
     created = accepted(await customers.post("/customers", json=new_customer()), 201)
     accepted(await customers.patch(f"/customers/{created['id']}", json={"name": "Ann B"}))
-    problem = refused(await customers.patch(f"/customers/{created['id']}", json={"name": "Ann C"},
-                                            headers={"If-Match": '"1"'}), 412, "stale_version")
+    problem = refused(
+        await customers.patch(f"/customers/{created['id']}", json={"name": "Ann C"}, headers={"If-Match": '"1"'}),
+        412,
+        "stale_version",
+    )
     assert problem["current_version"] == 2
     assert query("customers", "select name from customers where id = %s", (created["id"],)) == [("Ann B",)]
 
@@ -58,8 +64,9 @@ async def test_update_needs_a_change_and_refuses_nulls(customers):
     created = accepted(await customers.post("/customers", json=new_customer()), 201)
     assert invalid_fields(await customers.patch(f"/customers/{created['id']}", json={})) == {"body"}
     assert invalid_fields(await customers.patch(f"/customers/{created['id']}", json={"name": None})) == {"body"}
-    assert invalid_fields(await customers.patch(f"/customers/{created['id']}", json={"name": "x"},
-                                                headers={"If-Match": "soon"})) == {"header.if-match"}
+    assert invalid_fields(
+        await customers.patch(f"/customers/{created['id']}", json={"name": "x"}, headers={"If-Match": "soon"})
+    ) == {"header.if-match"}
 
 
 async def test_update_to_a_taken_email_is_refused(customers):

@@ -32,8 +32,9 @@ async def test_a_retry_returns_the_first_result_and_writes_once(orders, query):
 async def test_a_key_reused_for_another_request_is_refused(orders, customers):
     key = str(uuid.uuid4())
     accepted(await orders.post("/orders", json=new_order(), headers={"Idempotency-Key": key}), 201)
-    refused(await orders.post("/orders", json=new_order(), headers={"Idempotency-Key": key}), 422,
-            "idempotency_key_reused")
+    refused(
+        await orders.post("/orders", json=new_order(), headers={"Idempotency-Key": key}), 422, "idempotency_key_reused"
+    )
     refused(await orders.post("/orders", json={"bad": 1}, headers={"Idempotency-Key": "has space"}), 422)
 
 
@@ -44,19 +45,25 @@ async def test_a_retry_after_success_gets_the_first_answer_even_when_the_rule_wo
     again = accepted(await orders.post(f"/orders/{order['id']}/pay", headers={"Idempotency-Key": key}))
     assert written(again) == written(paid)
 
-    product = accepted(await inventory.post("/products", json={"sku": unique("SKU"), "name": "Jar",
-                                                               "list_price": "3"}), 201)["id"]
+    product = accepted(
+        await inventory.post("/products", json={"sku": unique("SKU"), "name": "Jar", "list_price": "3"}), 201
+    )["id"]
     accepted(await inventory.post(f"/products/{product}/stock/increase", json={"quantity": 2}))
-    sold = accepted(await inventory.post(f"/products/{product}/stock/decrease", json={"quantity": 2},
-                                         headers={"Idempotency-Key": key + "-sell"}))
-    again = await inventory.post(f"/products/{product}/stock/decrease", json={"quantity": 2},
-                                 headers={"Idempotency-Key": key + "-sell"})
+    sold = accepted(
+        await inventory.post(
+            f"/products/{product}/stock/decrease", json={"quantity": 2}, headers={"Idempotency-Key": key + "-sell"}
+        )
+    )
+    again = await inventory.post(
+        f"/products/{product}/stock/decrease", json={"quantity": 2}, headers={"Idempotency-Key": key + "-sell"}
+    )
     assert written(accepted(again)) == written(sold)  # not "insufficient stock": the first result stands
 
 
 async def test_a_refused_command_stores_nothing_so_its_retry_can_succeed(inventory):
-    product = accepted(await inventory.post("/products", json={"sku": unique("SKU"), "name": "Jar",
-                                                               "list_price": "3"}), 201)["id"]
+    product = accepted(
+        await inventory.post("/products", json={"sku": unique("SKU"), "name": "Jar", "list_price": "3"}), 201
+    )["id"]
     key = str(uuid.uuid4())
     decrease = {"json": {"quantity": 1}, "headers": {"Idempotency-Key": key}}
     refused(await inventory.post(f"/products/{product}/stock/decrease", **decrease), 409, "insufficient_stock")
@@ -68,9 +75,11 @@ async def test_a_refused_command_stores_nothing_so_its_retry_can_succeed(invento
 async def test_racing_retries_write_exactly_once(running_services, query, service):
     """30 copies of one command, one key, sent at once to two uvicorn workers: one write, one answer."""
     key = str(uuid.uuid4())
-    async with httpx.AsyncClient(base_url=running_services[service.split("-")[0]],
-                                 headers=AUTH | {"Idempotency-Key": key},
-                                 limits=httpx.Limits(max_connections=30)) as client:
+    async with httpx.AsyncClient(
+        base_url=running_services[service.split("-")[0]],
+        headers=AUTH | {"Idempotency-Key": key},
+        limits=httpx.Limits(max_connections=30),
+    ) as client:
         if service == "customers":  # the copies also race for the unique email: still gets the first answer, not 409s
             data = {"email": f"{unique('race')}@example.com", "name": "Race", "country": "NL"}
             responses = await asyncio.gather(*(client.post("/customers", json=data) for _ in range(30)))
@@ -84,10 +93,16 @@ async def test_racing_retries_write_exactly_once(running_services, query, servic
             responses = await asyncio.gather(*(client.post("/orders", json=data) for _ in range(30)))
             count = "select count(*) from orders where customer_id = %s", (data["customer_id"],)
         else:
-            product = (await client.post("/products", headers={"Idempotency-Key": key + "-p"},
-                                         json={"sku": unique("SKU"), "name": "Jar", "list_price": "3"})).json()["id"]
-            responses = await asyncio.gather(*(client.post(f"/products/{product}/stock/increase",
-                                                           json={"quantity": 7}) for _ in range(30)))
+            product = (
+                await client.post(
+                    "/products",
+                    headers={"Idempotency-Key": key + "-p"},
+                    json={"sku": unique("SKU"), "name": "Jar", "list_price": "3"},
+                )
+            ).json()["id"]
+            responses = await asyncio.gather(
+                *(client.post(f"/products/{product}/stock/increase", json={"quantity": 7}) for _ in range(30))
+            )
             count = "select count(*) from stock_events where stream = %s", (product,)
     assert {r.status_code for r in responses} <= {200, 201}
     answers = {written(r.json()) for r in responses}

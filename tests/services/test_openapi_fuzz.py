@@ -26,8 +26,9 @@ inventory = schemathesis.openapi.from_dict(inventory_app().openapi())
 
 def no_server_error(case, base_url: str) -> None:
     response = case.call(base_url=base_url, headers=AUTH)
-    assert response.status_code < 500, (f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                                        f"{response.text[:500]}")
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+    )
 
 
 @customers.parametrize()

@@ -26,5 +26,6 @@ async def test_the_position_is_read_after_the_write_committed(orders, query):
         position = lsn(body["position"]["lsn"])
         assert before < position <= after
         # The row's own transaction: the txid Debezium reports as source.txId.
-        assert query("orders", "select xmin::text::bigint from orders where id = %s",
-                     (body["id"],)) == [(body["position"]["txid"] % 2**32,)]
+        assert query("orders", "select xmin::text::bigint from orders where id = %s", (body["id"],)) == [
+            (body["position"]["txid"] % 2**32,)
+        ]

@@ -18,16 +18,22 @@ DECREASES = 200
 
 
 async def test_concurrent_decreases_never_take_stock_below_zero(running_services, query):
-    async with httpx.AsyncClient(base_url=running_services["inventory"], headers=AUTH, timeout=60,
-                                 limits=httpx.Limits(max_connections=DECREASES)) as client:
-        product = (await client.post("/products", json={"sku": unique("SKU"), "name": "Hot item",
-                                                        "list_price": "9.99"})).json()["id"]
+    async with httpx.AsyncClient(
+        base_url=running_services["inventory"], headers=AUTH, timeout=60, limits=httpx.Limits(max_connections=DECREASES)
+    ) as client:
+        product = (
+            await client.post("/products", json={"sku": unique("SKU"), "name": "Hot item", "list_price": "9.99"})
+        ).json()["id"]
         for quantity in (100, 50):
-            assert (await client.post(f"/products/{product}/stock/increase",
-                                      json={"quantity": quantity})).status_code == 200
-        responses = await asyncio.gather(*(
-            client.post(f"/products/{product}/stock/decrease", json={"quantity": 1, "reason": "sold"})
-            for _ in range(DECREASES)))
+            assert (
+                await client.post(f"/products/{product}/stock/increase", json={"quantity": quantity})
+            ).status_code == 200
+        responses = await asyncio.gather(
+            *(
+                client.post(f"/products/{product}/stock/decrease", json={"quantity": 1, "reason": "sold"})
+                for _ in range(DECREASES)
+            )
+        )
 
     statuses = Counter(r.status_code for r in responses)
     assert set(statuses) <= {200, 409}, statuses  # every request ends in success or 409
@@ -36,8 +42,11 @@ async def test_concurrent_decreases_never_take_stock_below_zero(running_services
     refusals = Counter(r.json()["type"].rsplit(":", 1)[1] for r in responses if r.status_code == 409)
     assert accepted + refusals["insufficient_stock"] >= DECREASES * 0.9, refusals  # few gave up on retries
 
-    events = query("inventory", "select version, event_type, quantity from stock_events "
-                                "where stream = %s order by version", (product,))
+    events = query(
+        "inventory",
+        "select version, event_type, quantity from stock_events where stream = %s order by version",
+        (product,),
+    )
     assert [v for v, _, _ in events] == list(range(1, len(events) + 1))  # one event per version, no gaps
     on_hand, lowest = 0, 0
     for _, kind, quantity in events:

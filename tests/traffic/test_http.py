@@ -9,16 +9,20 @@ import pytest
 from traffic.http import Client, _parse
 
 ANSWER = b'HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"id": "a1"}'
-CHUNKED = (b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"7\r\n{\"type\"\r\n6;ext=1\r\n: \"x\"}\r\n0\r\n\r\n")
+CHUNKED = b'HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{"type"\r\n6;ext=1\r\n: "x"}\r\n0\r\n\r\n'
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (ANSWER, (201, b'{"id": "a1"}', len(ANSWER), True)),
-    (CHUNKED, (409, b'{"type": "x"}', len(CHUNKED), True)),
-    (ANSWER.replace(b"content-type", b"Connection: close\r\ncontent-type"),
-     (201, b'{"id": "a1"}', len(ANSWER) + 19, False)),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (ANSWER, (201, b'{"id": "a1"}', len(ANSWER), True)),
+        (CHUNKED, (409, b'{"type": "x"}', len(CHUNKED), True)),
+        (
+            ANSWER.replace(b"content-type", b"Connection: close\r\ncontent-type"),
+            (201, b'{"id": "a1"}', len(ANSWER) + 19, False),
+        ),
+    ],
+)
 def test_an_answer_is_parsed_only_once_all_of_it_arrived(raw, expected):
     for cut in range(len(raw)):
         assert _parse(bytearray(raw[:cut])) is None, cut

@@ -33,8 +33,9 @@ class Template:
         for side in ("before", "after"):
             if envelope["payload"].get(side):
                 envelope["payload"][side]["id"] = SENTINEL
-        self.value_parts = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode().split(
-            str(SENTINEL).encode())
+        self.value_parts = (
+            json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode().split(str(SENTINEL).encode())
+        )
 
     def key(self, new_id: int) -> bytes | None:
         return None if self.key_parts is None else str(new_id).encode().join(self.key_parts)
@@ -52,8 +53,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
     deadline = time.monotonic() + 30
     while True:
         found = admin.list_topics(topic, timeout=10).topics.get(topic)
-        if found and found.error is None and len(found.partitions) == partitions and all(
-                p.leader >= 0 and p.error is None for p in found.partitions.values()):
+        if (
+            found
+            and found.error is None
+            and len(found.partitions) == partitions
+            and all(p.leader >= 0 and p.error is None for p in found.partitions.values())
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"topic {topic} has no leader for every partition after 30s")
@@ -73,15 +78,23 @@ def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
 
 def produce(bootstrap: str, topic: str, templates: list[Template], count: int, first_id: int = 1) -> int:
     """Produce `count` messages cycling through the templates, message i with id `first_id + i`."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
-                         "queue.buffering.max.kbytes": 512 * 1024, "acks": "1"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.kbytes": 512 * 1024,
+            "acks": "1",
+        }
+    )
     for i in range(count):
         template = templates[i % len(templates)]
         new_id = first_id + i
         while True:
             try:
-                producer.produce(topic, value=template.value(new_id), key=template.key(new_id),
-                                 headers=template.headers or None)
+                producer.produce(
+                    topic, value=template.value(new_id), key=template.key(new_id), headers=template.headers or None
+                )
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -10,8 +10,18 @@ from confluent_kafka import Message
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
 
-STEPS = ["snapshot", "insert", "update_toast_unchanged", "update", "key_change", "delete", "transaction",
-         "add_column", "widen_column", "truncate"]
+STEPS = [
+    "snapshot",
+    "insert",
+    "update_toast_unchanged",
+    "update",
+    "key_change",
+    "delete",
+    "transaction",
+    "add_column",
+    "widen_column",
+    "truncate",
+]
 """Capture steps in the order they ran (`cdc/capture.py`); `heartbeat.jsonl` was captured last."""
 
 
@@ -27,11 +37,16 @@ def as_message(record: dict, **override) -> Message:
     """A captured record as the Message the consumer hands over: same topic, offset, key, value, headers."""
     record = record | override
     headers = [(k, _bytes(v)) for k, v in record["headers"]] or None
-    return Message(topic=record["topic"], partition=record["partition"], offset=record["offset"],
-                   key=_bytes(record["key"]) if isinstance(record["key"], str) or record["key"] is None
-                   else record["key"],
-                   value=_bytes(record["value"]) if isinstance(record["value"], str) or record["value"] is None
-                   else record["value"], headers=headers)
+    return Message(
+        topic=record["topic"],
+        partition=record["partition"],
+        offset=record["offset"],
+        key=_bytes(record["key"]) if isinstance(record["key"], str) or record["key"] is None else record["key"],
+        value=_bytes(record["value"])
+        if isinstance(record["value"], str) or record["value"] is None
+        else record["value"],
+        headers=headers,
+    )
 
 
 def messages(step: str) -> list[Message]:

@@ -32,7 +32,8 @@ def hammer(published: Path, stop: Path, limit: float = 600) -> dict:
             with duckdb.connect(str(publication.path(published)), read_only=True) as conn:
                 build_id = conn.execute("select build_id from _publication").fetchone()[0]
                 count, total = conn.execute(
-                    "select count(*), coalesce(sum(order_total), 0)::varchar from orders_with_invoices").fetchone()
+                    "select count(*), coalesce(sum(order_total), 0)::varchar from orders_with_invoices"
+                ).fetchone()
             if build_id != publication.build_id:
                 errors.append(f"pointer names {publication.build_id}, file holds {build_id}")
             observed.append([build_id, count, total])

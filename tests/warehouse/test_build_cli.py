@@ -20,8 +20,7 @@ from warehouse.publish import current_publication
 
 
 def _build(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([MIRADOR, "build"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([MIRADOR, "build"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_build_exit_codes(scratch_home):

@@ -53,8 +53,9 @@ def test_it_waits_for_the_holder_of_the_warehouse_file(stack_settings, loader_se
     fill(1000)
     env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=stack_settings.kafka_bootstrap_servers)
     with WarehouseLock(loader_settings.warehouse, "dbt build (test)"):
-        process = subprocess.Popen([MIRADOR, "load", "--once", "--no-progress"], env=env,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [MIRADOR, "load", "--once", "--no-progress"], env=env, stderr=subprocess.PIPE, text=True
+        )
         time.sleep(3)
         assert process.poll() is None, "it must wait, not fail"
     _, stderr = process.communicate(timeout=120)
@@ -68,10 +69,15 @@ def test_it_waits_for_the_holder_of_the_warehouse_file(stack_settings, loader_se
 def test_follow_finishes_its_batch_on_sigterm_and_exits_0(stack_settings, loader_settings, backlog):
     topic, fill = backlog
     fill(40_000)
-    env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=stack_settings.kafka_bootstrap_servers,
-                     MIRADOR_LOADER_BATCH_MESSAGES="1000")
-    process = subprocess.Popen([MIRADOR, "load", "--follow", "--no-progress"], env=env,
-                               stderr=subprocess.PIPE, text=True)
+    env = loader_env(
+        loader_settings,
+        [topic],
+        MIRADOR_KAFKA_BOOTSTRAP=stack_settings.kafka_bootstrap_servers,
+        MIRADOR_LOADER_BATCH_MESSAGES="1000",
+    )
+    process = subprocess.Popen(
+        [MIRADOR, "load", "--follow", "--no-progress"], env=env, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     for line in process.stderr:
         lines.append(line)

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.stack
 
 
 def _state(source: Changelog) -> tuple[int, str]:
-    total = sum((line["quantity"] * line["unit_price"] for key, line in source.lines.items()
-                 if key[0] in source.orders), start=0)
+    total = sum(
+        (line["quantity"] * line["unit_price"] for key, line in source.lines.items() if key[0] in source.orders),
+        start=0,
+    )
     return len(source.orders), f"{total:.2f}"
 
 
@@ -39,18 +41,32 @@ def test_readers_run_and_analyst_together(tmp_path, simulated_home):
     states = {(0, "0.00")}
 
     stop = tmp_path / "stop"
-    run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    readers = [subprocess.Popen([sys.executable, "-m", "tests.warehouse.readers", str(published), str(stop),
-                                 str(tmp_path / f"reader{i}.json")], cwd=PROJECT_ROOT, env=env)
-               for i in range(2)]
+    run = subprocess.Popen(
+        [MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    readers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.warehouse.readers",
+                str(published),
+                str(stop),
+                str(tmp_path / f"reader{i}.json"),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
+        for i in range(2)
+    ]
     analyst, publications, batches = None, set(), 0
     try:
         # Until the readers have watched several publications replace each other, the analyst's build
         # has come and gone, and the simulated service has landed a good number of batches.
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (
-                len(publications) >= 4 and batches >= 10 and analyst is not None and analyst.poll() is not None):
+            len(publications) >= 4 and batches >= 10 and analyst is not None and analyst.poll() is not None
+        ):
             for _ in range(random.Random(batches).randrange(5, 30)):
                 source.step()
             with WarehouseLock(warehouse, "simulated loader"), duckdb.connect(str(warehouse)) as conn:
@@ -59,10 +75,22 @@ def test_readers_run_and_analyst_together(tmp_path, simulated_home):
             batches += 1
             if batches == 5:
                 analyst = subprocess.Popen(
-                    [BIN / "dbt", "build", "--profiles-dir", ".", "--target-path", str(tmp_path / "target"),
-                     "--log-path", str(tmp_path / "logs")],
-                    cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True)
+                    [
+                        BIN / "dbt",
+                        "build",
+                        "--profiles-dir",
+                        ".",
+                        "--target-path",
+                        str(tmp_path / "target"),
+                        "--log-path",
+                        str(tmp_path / "logs"),
+                    ],
+                    cwd=PROJECT_ROOT / "dbt_project",
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             if (pointer := current_publication(published)) is not None:
                 publications.add(pointer.build_id)
             time.sleep(0.3)

@@ -32,14 +32,24 @@ def landed(path) -> tuple[int, int, int, int]:
     if not path.exists():
         return 0, 0, 0, 0
     with duckdb.connect(str(path), read_only=True) as conn:
-        tables = {r[0] for r in conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchall()}
+        tables = {
+            r[0] for r in conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchall()
+        }
         if not tables:
-            return 0, 0, 0, (conn.execute("select coalesce(max(next_offset), 0) from loader.positions").fetchone()[0]
-                             if conn.execute("select count(*) from duckdb_tables() where schema_name = 'loader'"
-                                             ).fetchone()[0] else 0)
+            return (
+                0,
+                0,
+                0,
+                (
+                    conn.execute("select coalesce(max(next_offset), 0) from loader.positions").fetchone()[0]
+                    if conn.execute("select count(*) from duckdb_tables() where schema_name = 'loader'").fetchone()[0]
+                    else 0
+                ),
+            )
         (table,) = tables
         rows, offsets, ids = conn.execute(
-            f'select count(*), count(distinct _offset), count(distinct id) from raw."{table}"').fetchone()
+            f'select count(*), count(distinct _offset), count(distinct id) from raw."{table}"'
+        ).fetchone()
         stored = conn.execute("select coalesce(max(next_offset), 0) from loader.positions").fetchone()[0]
     return rows, offsets, ids, stored
 
@@ -56,8 +66,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, lo
     topic = f"crash{uuid.uuid4().hex[:8]}.public.beats"
     template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
-    env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=bootstrap,
-                     MIRADOR_LOADER_BATCH_MESSAGES="2500")
+    env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=bootstrap, MIRADOR_LOADER_BATCH_MESSAGES="2500")
     produced = produce(bootstrap, topic, [template], BACKLOG)
     rng = random.Random(20260327)
     kills = mid_drain = 0
@@ -65,8 +74,9 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack_settings, lo
         while True:
             log = loader_settings.warehouse.parent.parent / f"run{kills}-{produced}.log"
             with log.open("w") as stderr:
-                process = subprocess.Popen([MIRADOR, "load", "--once", "--no-progress"], env=env,
-                                           stdout=subprocess.DEVNULL, stderr=stderr)
+                process = subprocess.Popen(
+                    [MIRADOR, "load", "--once", "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+                )
             if kills < KILLS:
                 # mostly once batches are landing (mid-batch, mid-commit), sometimes during start-up
                 if rng.random() < 0.8:

@@ -17,7 +17,7 @@ def _work(chunk: int | None):
     batch = Batch()
     every = [m for step in STEPS for m in messages(step)]
     for start in range(0, len(every), chunk or len(every)):
-        decoder.decode(every[start:start + (chunk or len(every))], batch)
+        decoder.decode(every[start : start + (chunk or len(every))], batch)
         if chunk:
             convert(batch)
     return batch, prepare(batch, decoder.catalog.tables, set())
@@ -28,8 +28,9 @@ def test_chunked_conversion_gives_the_same_frames_as_one_conversion():
     for size in (1, 2, 3):
         batch, chunked = _work(size)
         assert batch.held_bytes > 0
-        assert [(f.table, f.topic, f.max_lsn, f.max_commit_us) for f in chunked.frames] == \
-            [(f.table, f.topic, f.max_lsn, f.max_commit_us) for f in whole.frames]
+        assert [(f.table, f.topic, f.max_lsn, f.max_commit_us) for f in chunked.frames] == [
+            (f.table, f.topic, f.max_lsn, f.max_commit_us) for f in whole.frames
+        ]
         for one, other in zip(chunked.frames, whole.frames):
             assert one.data.combine_chunks().equals(other.data.combine_chunks()), one.table
         assert chunked.events == whole.events == batch.events

@@ -44,8 +44,9 @@ def test_a_node_that_would_render_other_sql_is_refused_by_name(tmp_path):
     for name, text in MORE.items():
         (project / name).parent.mkdir(exist_ok=True)
         (project / name).write_text(text)
-    settings = PipelineSettings(home=tmp_path, warehouse_path=tmp_path / "w.duckdb", dbt_project_dir=project,
-                                run_replay=True)
+    settings = PipelineSettings(
+        home=tmp_path, warehouse_path=tmp_path / "w.duckdb", dbt_project_dir=project, run_replay=True
+    )
     parsed = Project.parse(settings)
     with pytest.raises(NondeterministicSQL) as refused:
         Builder(settings, parsed)
@@ -53,8 +54,9 @@ def test_a_node_that_would_render_other_sql_is_refused_by_name(tmp_path):
         "model.contract.stamped": ["run_started_at in its SQL (differs on every run)"],
         "model.contract.from_data": ["run_query in macro newest_amount (renders SQL from query results)"],
         "model.contract.checked": ["a catalog lookup in macro relation_exists (renders SQL from the catalog)"],
-        next(uid for uid in parsed.manifest.nodes if uid.startswith("test.contract.recent")):
-            ["modules.datetime in its SQL (reads the clock)"],
+        next(uid for uid in parsed.manifest.nodes if uid.startswith("test.contract.recent")): [
+            "modules.datetime in its SQL (reads the clock)"
+        ],
     }
     assert "model.contract.stamped: run_started_at in its SQL" in str(refused.value)
     # Without the replay, dbt runs every node every time: nothing to refuse.

@@ -39,37 +39,61 @@ def _post(url: str, json: dict) -> dict:
 def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
     env, urls, home = pipeline_env
     tag = uuid.uuid4().hex[:8]
-    customer = _post(f"{urls['customers']}/customers",
-                     {"email": f"ada-{tag}@example.com", "name": "Ada Lovelace", "country": "GB"})
-    product = _post(f"{urls['inventory']}/products",
-                    {"sku": f"SKU-{tag}", "name": "Analytical Engine", "list_price": "1250.00"})
+    customer = _post(
+        f"{urls['customers']}/customers", {"email": f"ada-{tag}@example.com", "name": "Ada Lovelace", "country": "GB"}
+    )
+    product = _post(
+        f"{urls['inventory']}/products", {"sku": f"SKU-{tag}", "name": "Analytical Engine", "list_price": "1250.00"}
+    )
     _post(f"{urls['inventory']}/products/{product['id']}/stock/increase", {"quantity": 10, "reason": "received"})
     sold = _post(f"{urls['inventory']}/products/{product['id']}/stock/decrease", {"quantity": 3, "reason": "sold"})
-    order = _post(f"{urls['orders']}/orders", {"customer_id": customer["id"], "lines": [
-        {"product_id": product["id"], "quantity": 2, "unit_price": "1250.00"},
-        {"product_id": product["id"], "quantity": 1, "unit_price": "0.10"}]})
+    order = _post(
+        f"{urls['orders']}/orders",
+        {
+            "customer_id": customer["id"],
+            "lines": [
+                {"product_id": product["id"], "quantity": 2, "unit_price": "1250.00"},
+                {"product_id": product["id"], "quantity": 1, "unit_price": "0.10"},
+            ],
+        },
+    )
     url = f"https://invoices.example.com/{tag}.pdf"
-    invoice = _post(f"{urls['invoices']}/invoices", {"order_id": order["id"], "amount": "2500.10",
-                                                    "due_date": date.today().isoformat(), "document_url": url})
+    invoice = _post(
+        f"{urls['invoices']}/invoices",
+        {"order_id": order["id"], "amount": "2500.10", "due_date": date.today().isoformat(), "document_url": url},
+    )
     paid = _post(f"{urls['invoices']}/invoices/{invoice['id']}/pay", {})
     last_writes = {"customers": customer, "inventory": sold, "orders": order, "invoices": paid}
-    simulate = subprocess.run([MIRADOR, "simulate", "--rate", "40", "--duration", "4", "--seed", "5"],
-                              env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    simulate = subprocess.run(
+        [MIRADOR, "simulate", "--rate", "40", "--duration", "4", "--seed", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
     assert simulate.returncode == 0, simulate.stdout + simulate.stderr
 
     # Data tests after every build: the publications must come to say so.
     run_log = home / "run.log"
     with run_log.open("w") as out:  # a file: a pipe nobody reads meanwhile would fill and block the run
-        run = subprocess.Popen([MIRADOR, "run"], env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
-                               cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            [MIRADOR, "run"],
+            env={**env, "MIRADOR_RUN_TEST_INTERVAL": "0"},
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     published = home / "warehouse" / "published"
     try:
         # Read-your-writes: wait until the publication includes each service's last write.
         deadline = time.monotonic() + 300
         while True:
             publication = current_publication(published)
-            if publication and all((publication.watermark.get(service, {}).get("lsn") or 0)
-                                   >= _lsn(result["position"]["lsn"]) for service, result in last_writes.items()):
+            if publication and all(
+                (publication.watermark.get(service, {}).get("lsn") or 0) >= _lsn(result["position"]["lsn"])
+                for service, result in last_writes.items()
+            ):
                 break
             assert time.monotonic() < deadline, "the views never caught up with the commands"
             assert run.poll() is None, run_log.read_text()[-3000:]
@@ -77,9 +101,12 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
         with duckdb.connect(str(publication.path(published)), read_only=True) as conn:
             row = conn.execute(
                 "select customer_name, line_count, order_total::varchar, invoice_document_url, is_paid, status "
-                "from orders_with_invoices where order_id = ?", [order["id"]]).fetchone()
-            stock = conn.execute("select current_stock, event_count from product_stock where product_id = ?",
-                                 [product["id"]]).fetchone()
+                "from orders_with_invoices where order_id = ?",
+                [order["id"]],
+            ).fetchone()
+            stock = conn.execute(
+                "select current_stock, event_count from product_stock where product_id = ?", [product["id"]]
+            ).fetchone()
         assert row == ("Ada Lovelace", 2, "2500.10", url, True, "placed")
         assert stock == (7, 2)
 
@@ -90,8 +117,14 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
 
         # Traffic while the pipeline runs: after two dbt runs record them, cycles replay the models'
         # and the tests' SQL (warehouse/build/recordings.py), and the views still match the sources exactly.
-        simulate = subprocess.run([MIRADOR, "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
-                                  env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+        simulate = subprocess.run(
+            [MIRADOR, "simulate", "--rate", "40", "--duration", "8", "--seed", "6"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=PROJECT_ROOT,
+        )
         assert simulate.returncode == 0, simulate.stdout + simulate.stderr
         verify(env)
     finally:
@@ -106,9 +139,12 @@ def test_commands_reach_the_published_views_and_verify_passes(pipeline_env):
     with duckdb.connect(str(publication.path(published))) as conn:
         conn.execute("update orders_with_invoices set customer_name = 'Mallory' where order_id = ?", [order["id"]])
         conn.execute("delete from product_stock where product_id = ?", [product["id"]])
-    check = subprocess.run([MIRADOR, "verify", "--timeout", "120"], env=env, capture_output=True, text=True,
-                           timeout=300, cwd=PROJECT_ROOT)
+    check = subprocess.run(
+        [MIRADOR, "verify", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
+    )
     assert check.returncode == 1, check.stdout + check.stderr
-    assert f"{order['id']}: values" in check.stdout and "customer_name: source 'Ada Lovelace', published 'Mallory'" \
-        in check.stdout, check.stdout
+    assert (
+        f"{order['id']}: values" in check.stdout
+        and "customer_name: source 'Ada Lovelace', published 'Mallory'" in check.stdout
+    ), check.stdout
     assert f"{product['id']}: source only" in check.stdout, check.stdout

@@ -95,8 +95,6 @@ def postgres_text(column: str, value) -> str | None:
     return str(value)
 
 
-
-
 def state_after(settings, upto: int) -> tuple[dict[int, dict], dict[int, dict]]:
     land_steps(settings, STEPS[: upto + 1])
     state = fold(query(settings, f"select * from {TABLE} order by _lsn, _offset"))
@@ -124,19 +122,63 @@ def test_null_in_a_column_with_a_default_stays_null(loader_settings):
 
 def test_every_capture_decodes_typed_with_no_dead_letter(loader_settings):
     land_steps(loader_settings, STEPS + ["heartbeat"])
-    types = {r["column_name"]: r["data_type"] for r in query(
-        loader_settings, "select column_name, data_type from duckdb_columns() where table_name = 'fixtures__all_types'")}
-    assert {k: types[k] for k in ("id", "small_col", "int_col", "big_col", "num_col", "dec_col", "bool_col",
-                                  "date_col", "time_col", "ts_col", "tstz_col", "interval_col", "uuid_col",
-                                  "json_col", "tags", "bytes_col", "mood_col", "note")} == {
-        "id": "INTEGER", "small_col": "SMALLINT", "int_col": "BIGINT", "big_col": "BIGINT",
-        "num_col": "VARCHAR", "dec_col": "DECIMAL(12,2)", "bool_col": "BOOLEAN", "date_col": "DATE",
-        "time_col": "TIME", "ts_col": "TIMESTAMP", "tstz_col": "TIMESTAMP WITH TIME ZONE",
-        "interval_col": "INTERVAL", "uuid_col": "UUID", "json_col": "JSON", "tags": "VARCHAR[]",
-        "bytes_col": "BLOB", "mood_col": "VARCHAR", "note": "VARCHAR"}
+    types = {
+        r["column_name"]: r["data_type"]
+        for r in query(
+            loader_settings,
+            "select column_name, data_type from duckdb_columns() where table_name = 'fixtures__all_types'",
+        )
+    }
+    assert {
+        k: types[k]
+        for k in (
+            "id",
+            "small_col",
+            "int_col",
+            "big_col",
+            "num_col",
+            "dec_col",
+            "bool_col",
+            "date_col",
+            "time_col",
+            "ts_col",
+            "tstz_col",
+            "interval_col",
+            "uuid_col",
+            "json_col",
+            "tags",
+            "bytes_col",
+            "mood_col",
+            "note",
+        )
+    } == {
+        "id": "INTEGER",
+        "small_col": "SMALLINT",
+        "int_col": "BIGINT",
+        "big_col": "BIGINT",
+        "num_col": "VARCHAR",
+        "dec_col": "DECIMAL(12,2)",
+        "bool_col": "BOOLEAN",
+        "date_col": "DATE",
+        "time_col": "TIME",
+        "ts_col": "TIMESTAMP",
+        "tstz_col": "TIMESTAMP WITH TIME ZONE",
+        "interval_col": "INTERVAL",
+        "uuid_col": "UUID",
+        "json_col": "JSON",
+        "tags": "VARCHAR[]",
+        "bytes_col": "BLOB",
+        "mood_col": "VARCHAR",
+        "note": "VARCHAR",
+    }
     counts = query(loader_settings, f"select _op, _snapshot, count(*) as n from {TABLE} group by all order by all")
     assert [(c["_op"], c["_snapshot"], c["n"]) for c in counts] == [
-        ("c", False, 6), ("d", False, 2), ("r", True, 2), ("t", False, 1), ("u", False, 3)]
+        ("c", False, 6),
+        ("d", False, 2),
+        ("r", True, 2),
+        ("t", False, 1),
+        ("u", False, 3),
+    ]
 
 
 def test_metadata_columns_carry_the_source_position(loader_settings):
@@ -145,7 +187,8 @@ def test_metadata_columns_carry_the_source_position(loader_settings):
     source = json.loads(captured("insert")[0]["value"])["payload"]["source"]
     assert (row["_lsn"], row["_seq"], row["_txid"]) == (source["lsn"], source["sequence"], source["txId"])
     assert row["_commit_ts"] == datetime.fromtimestamp(0, row["_commit_ts"].tzinfo) + timedelta(
-        microseconds=source["ts_us"])
+        microseconds=source["ts_us"]
+    )
     assert (row["_topic"], row["_partition"], row["_offset"]) == ("fixtures.public.all_types", 0, 2)
     assert row["_deleted"] is False and row["_unavailable"] is None and row["_batch_id"] == 2
 
@@ -159,10 +202,14 @@ def test_unchanged_toast_is_null_and_named_not_the_placeholder(loader_settings):
 
 def test_key_change_lands_as_delete_then_create_with_the_old_key(loader_settings):
     land_steps(loader_settings, STEPS[:5])
-    rows = query(loader_settings, f"select _op, _deleted, id, text_col, _old_key, _lsn, _seq from {TABLE} "
-                                  "where _batch_id = 5 order by _offset")
+    rows = query(
+        loader_settings,
+        f"select _op, _deleted, id, text_col, _old_key, _lsn, _seq from {TABLE} where _batch_id = 5 order by _offset",
+    )
     assert [(r["_op"], r["_deleted"], r["id"], r["_old_key"]) for r in rows] == [
-        ("d", True, 3, None), ("c", False, 30, '{"id":3}')]
+        ("d", True, 3, None),
+        ("c", False, 30, '{"id":3}'),
+    ]
     assert rows[0]["text_col"] is None, "a delete keeps only the key columns"
     assert (rows[0]["_lsn"], rows[0]["_seq"]) == (rows[1]["_lsn"], rows[1]["_seq"]), "told apart by key"
 
@@ -187,8 +234,12 @@ def test_redelivered_events_are_recognisable_by_lsn_sequence_and_key(loader_sett
     warehouse = land_steps(loader_settings, STEPS[:7])
     decoder = Decoder(Catalog(warehouse.read_state()[1]))
     batch = Batch()
-    resent = [r for step in ("key_change", "delete", "transaction") for r in captured(step)
-              if r["topic"] == "fixtures.public.all_types"]
+    resent = [
+        r
+        for step in ("key_change", "delete", "transaction")
+        for r in captured(step)
+        if r["topic"] == "fixtures.public.all_types"
+    ]
     decoder.decode([as_message(r, offset=r["offset"] + 1000) for r in resent], batch)
     warehouse.land(prepare(batch, decoder.catalog.tables, set()))
     rows = query(loader_settings, f"select count(*) as n, count(distinct (_lsn, _seq, id, _op)) as events from {TABLE}")
@@ -216,8 +267,9 @@ def test_transaction_markers_and_heartbeats_give_each_service_a_source_watermark
     progress = query(loader_settings, "select * from loader.source_progress")[0]
     assert progress["service"] == "fixtures"
     assert progress["last_lsn"] == int(end["id"].split(":")[1])
-    beat = next(json.loads(m["value"])["payload"]["source"] for m in messages
-                if m["topic"].endswith(".mirador.heartbeat"))
+    beat = next(
+        json.loads(m["value"])["payload"]["source"] for m in messages if m["topic"].endswith(".mirador.heartbeat")
+    )
     assert progress["last_commit_ts"].timestamp() == pytest.approx(beat["ts_us"] / 1e6, abs=1e-6)
     assert query(loader_settings, "select count(*) as n from raw.fixtures__mirador__heartbeat") == [{"n": 1}]
 
@@ -227,7 +279,7 @@ def test_each_raw_tables_primary_key_is_recorded_and_follows_a_change(loader_set
     keys = "select key_columns from loader.tables where raw_table = 'fixtures__all_types'"
     land_steps(loader_settings, STEPS[:2])
     assert query(loader_settings, keys) == [{"key_columns": None}]  # no delete yet
-    land_steps(loader_settings, STEPS[2:STEPS.index("delete") + 1])
+    land_steps(loader_settings, STEPS[2 : STEPS.index("delete") + 1])
     assert query(loader_settings, keys) == [{"key_columns": ["id"]}]
     with duckdb.connect(str(loader_settings.warehouse)) as conn:  # as if the key had been another column
         conn.execute("update loader.tables set key_columns = ['code'] where raw_table = 'fixtures__all_types'")

@@ -33,9 +33,14 @@ def following(stack_settings, loader_settings, **options):
     topic = f"hold{uuid.uuid4().hex[:8]}.public.beats"
     template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
-    settings = loader_settings.model_copy(update={
-        "kafka_bootstrap": bootstrap, "loader_topics": [topic], "loader_batch_seconds": BATCH_SECONDS,
-        "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}"})
+    settings = loader_settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "loader_topics": [topic],
+            "loader_batch_seconds": BATCH_SECONDS,
+            "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
     stop = threading.Event()
     loader = Loader(settings, follow=True, stop=stop, **options)
     thread = threading.Thread(target=loader.run, daemon=True)
@@ -62,8 +67,9 @@ def _batches_of(warehouse, ids: range) -> int:
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         table = conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchone()[0]
         assert conn.execute(f'select count(*), count(distinct id) from raw."{table}"').fetchone() == (3 * BEATS,) * 2
-        return conn.execute(f'select count(distinct _batch_id) from raw."{table}" where id between ? and ?',
-                            [ids.start, ids.stop - 1]).fetchone()[0]
+        return conn.execute(
+            f'select count(distinct _batch_id) from raw."{table}" where id between ? and ?', [ids.start, ids.stop - 1]
+        ).fetchone()[0]
 
 
 def _held_then_released(loader, send) -> None:

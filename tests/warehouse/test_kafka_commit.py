@@ -28,9 +28,13 @@ def test_a_run_with_nothing_to_land_commits_the_stored_positions(stack_settings,
     topic = f"commit{uuid.uuid4().hex[:8]}.public.beats"
     template = Template(heartbeat_template())
     create_topic(bootstrap, topic)
-    settings = loader_settings.model_copy(update={
-        "kafka_bootstrap": bootstrap, "loader_topics": [topic],
-        "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}"})
+    settings = loader_settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "loader_topics": [topic],
+            "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
     try:
         produce(bootstrap, topic, [template], 300)
         assert Loader(settings).run().events == 300

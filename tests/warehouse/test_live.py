@@ -24,9 +24,14 @@ DATABASE = "inventory"
 
 
 def settings_for(loader_settings: LoaderSettings, stack_settings, topics: list[str]) -> LoaderSettings:
-    return loader_settings.model_copy(update={
-        "kafka_bootstrap": stack_settings.kafka_bootstrap_servers, "loader_topics": topics,
-        "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}", "loader_batch_seconds": 0.5})
+    return loader_settings.model_copy(
+        update={
+            "kafka_bootstrap": stack_settings.kafka_bootstrap_servers,
+            "loader_topics": topics,
+            "loader_group": f"mirador-loader-test-{uuid.uuid4().hex[:8]}",
+            "loader_batch_seconds": 0.5,
+        }
+    )
 
 
 def load_until(settings: LoaderSettings, done, timeout: float = 90.0) -> list:
@@ -70,14 +75,20 @@ def scratch_table(stack_settings):
 
 def test_rows_changed_in_postgres_appear_in_raw_with_their_values(stack_settings, loader_settings, scratch_table):
     conn, make = scratch_table
-    table = make("loader_test", """create table {table} (
+    table = make(
+        "loader_test",
+        """create table {table} (
         id integer primary key, name text not null, price numeric(10, 2), quantity bigint, tags text[],
-        doc jsonb, seen_at timestamptz, ref uuid, body text)""")
+        doc jsonb, seen_at timestamptz, ref uuid, body text)""",
+    )
     conn.execute(f"alter table {table} alter column body set storage external")
     body = "x" * 9000
     with conn.transaction():
-        conn.execute(f"insert into {table} values (1, 'one', 10.50, 3, '{{a,b}}', '{{\"k\": [1, 2]}}', "
-                     f"'2026-01-02 03:04:05.123456+00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', %s)", [body])
+        conn.execute(
+            f"insert into {table} values (1, 'one', 10.50, 3, '{{a,b}}', '{{\"k\": [1, 2]}}', "
+            f"'2026-01-02 03:04:05.123456+00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', %s)",
+            [body],
+        )
         conn.execute(f"insert into {table} values (2, 'two', 0.01, -1, null, null, null, null, null)")
         conn.execute(f"insert into {table} values (3, 'three', 99999999.99, 0, '{{}}', '[]', now(), null, 'z')")
     conn.execute(f"update {table} set name = 'uno', price = 11.00 where id = 1")  # body untouched: TOAST
@@ -86,8 +97,10 @@ def test_rows_changed_in_postgres_appear_in_raw_with_their_values(stack_settings
     settings = settings_for(loader_settings, stack_settings, [f"{DATABASE}.public.{table}"])
     load_until(settings, lambda db: count(db, f"select count(*) from raw.{DATABASE}__{table}") >= 7)
     with duckdb.connect(str(settings.warehouse), read_only=True) as db:
-        rows = db.execute(f"select _op, id, name, price, quantity, tags, doc, seen_at, ref, body, _unavailable, "
-                          f"_old_key from raw.{DATABASE}__{table} order by _lsn, _offset").fetchall()
+        rows = db.execute(
+            f"select _op, id, name, price, quantity, tags, doc, seen_at, ref, body, _unavailable, "
+            f"_old_key from raw.{DATABASE}__{table} order by _lsn, _offset"
+        ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [("c", 1), ("c", 2), ("c", 3), ("u", 1), ("d", 2), ("d", 3), ("c", 30)]
     first = rows[0]
     assert first[2:6] == ("one", Decimal("10.50"), 3, ["a", "b"])
@@ -115,8 +128,9 @@ def test_poison_messages_and_schema_changes_on_a_live_topic(stack_settings, load
 
     producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers})
     last_value = _last_value(stack_settings, topic)
-    unknown = last_value.replace(b'"type":"int64","optional":true,"field":"n"',
-                                 b'"type":"int128","optional":true,"field":"n"')
+    unknown = last_value.replace(
+        b'"type":"int64","optional":true,"field":"n"', b'"type":"int128","optional":true,"field":"n"'
+    )
     assert unknown != last_value
     for poison in (b"\x00\x01 not json", b'{"hello": "world"}', unknown):
         producer.produce(topic, value=poison, key=b'{"id": 99}')
@@ -125,14 +139,22 @@ def test_poison_messages_and_schema_changes_on_a_live_topic(stack_settings, load
     conn.execute(f"insert into {table} values (4, 'four', 'fourth', null)")
     conn.execute(f"insert into {other} values (1, 'still flowing')")
 
-    reports = load_until(settings, lambda db: count(db, f"select count(*) from raw.{DATABASE}__{other}") >= 1
-                         and count(db, "select count(*) from loader.dead_letters") >= 4)
+    reports = load_until(
+        settings,
+        lambda db: (
+            count(db, f"select count(*) from raw.{DATABASE}__{other}") >= 1
+            and count(db, "select count(*) from loader.dead_letters") >= 4
+        ),
+    )
     assert sum(r.dead_letters for r in reports) >= 4
     with duckdb.connect(str(settings.warehouse), read_only=True) as db:
-        types = dict(db.execute("select column_name, data_type from duckdb_columns() where table_name = ?",
-                                [f"{DATABASE}__{table}"]).fetchall())
+        types = dict(
+            db.execute(
+                "select column_name, data_type from duckdb_columns() where table_name = ?", [f"{DATABASE}__{table}"]
+            ).fetchall()
+        )
         rows = db.execute(f"select id, n, label, extra from raw.{DATABASE}__{table} order by _offset").fetchall()
-        dead = db.execute("select reason, value from loader.dead_letters order by \"offset\"").fetchall()
+        dead = db.execute('select reason, value from loader.dead_letters order by "offset"').fetchall()
     assert types["n"] == "BIGINT" and types["extra"] == "VARCHAR"
     assert rows == [(1, 1, "first", None), (2, 2, "second", "added"), (3, 9_000_000_000, "third", None)]
     reasons = [reason for reason, _ in dead]
@@ -145,8 +167,9 @@ def test_poison_messages_and_schema_changes_on_a_live_topic(stack_settings, load
 def _last_value(stack_settings, topic: str) -> bytes:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers, "group.id": "peek",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": stack_settings.kafka_bootstrap_servers, "group.id": "peek", "enable.auto.commit": False}
+    )
     try:
         _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         consumer.assign([TopicPartition(topic, 0, end - 1)])

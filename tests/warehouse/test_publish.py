@@ -20,10 +20,11 @@ TABLES = {"orders": ["order_id"], "movements": ["product_id", "version"], "unkey
 
 def _marts(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("create schema marts")
-    conn.execute("create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
-                 "paid boolean, _batch_id bigint)")
-    conn.execute("create table marts.movements (product_id integer, version integer, balance bigint, "
-                 "_batch_id bigint)")
+    conn.execute(
+        "create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
+        "paid boolean, _batch_id bigint)"
+    )
+    conn.execute("create table marts.movements (product_id integer, version integer, balance bigint, _batch_id bigint)")
     conn.execute("create table marts.unkeyed (name varchar, n integer)")
 
 
@@ -35,27 +36,41 @@ def _change(conn: duckdb.DuckDBPyConnection, rng: random.Random, batch: int) -> 
         if kind < 0.3:
             conn.execute("delete from marts.orders where order_id = ?", [order])
         elif conn.execute("select count(*) from marts.orders where order_id = ?", [order]).fetchone()[0]:
-            conn.execute("update marts.orders set status = ?, total = ?, _batch_id = ? where order_id = ?",
-                         [rng.choice(["placed", "paid", None]), rng.choice([None, rng.randint(0, 999) / 4]),
-                          batch if rng.random() < 0.5 else 0, order])
+            conn.execute(
+                "update marts.orders set status = ?, total = ?, _batch_id = ? where order_id = ?",
+                [
+                    rng.choice(["placed", "paid", None]),
+                    rng.choice([None, rng.randint(0, 999) / 4]),
+                    batch if rng.random() < 0.5 else 0,
+                    order,
+                ],
+            )
         else:
-            conn.execute("insert into marts.orders (order_id, status, total, paid, _batch_id) values (?, ?, ?, ?, ?)",
-                         [order, rng.choice(["placed", None]), rng.randint(0, 999) / 4,
-                          rng.choice([True, False, None]), batch])
+            conn.execute(
+                "insert into marts.orders (order_id, status, total, paid, _batch_id) values (?, ?, ?, ?, ?)",
+                [order, rng.choice(["placed", None]), rng.randint(0, 999) / 4, rng.choice([True, False, None]), batch],
+            )
     for _ in range(rng.randint(0, 20)):
         product, version = rng.randint(1, 8), rng.randint(1, 8)
         conn.execute("delete from marts.movements where product_id = ? and version = ?", [product, version])
         if rng.random() < 0.7:
-            conn.execute("insert into marts.movements values (?, ?, ?, ?)",
-                         [product, version, rng.choice([None, rng.randint(-5, 50)]), batch])
+            conn.execute(
+                "insert into marts.movements values (?, ?, ?, ?)",
+                [product, version, rng.choice([None, rng.randint(-5, 50)]), batch],
+            )
     if rng.random() < 0.3:
         conn.execute("insert into marts.unkeyed values (?, ?)", [rng.choice(["a", None]), rng.randint(0, 3)])
 
 
 def _differences(conn: duckdb.DuckDBPyConnection, table: str) -> int:
-    columns = ", ".join(name for (name,) in conn.execute(
-        "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ? "
-        "and column_name not like '\\_%' escape '\\' order by ordinal_position", [table]).fetchall())
+    columns = ", ".join(
+        name
+        for (name,) in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ? "
+            "and column_name not like '\\_%' escape '\\' order by ordinal_position",
+            [table],
+        ).fetchall()
+    )
     return conn.execute(f"""
         select count(*) from (
             (select {columns} from marts.{table} except all select {columns} from published.main.{table})
@@ -91,10 +106,16 @@ def test_publications_by_changes_equal_the_marts(tmp_path: Path) -> None:
         try:
             for table in tables:
                 assert _differences(conn, table) == 0, f"publication {batch}: {table} differs from the mart"
-            published = {name for (name,) in conn.execute(
-                "select table_name from information_schema.tables where table_catalog = 'published'").fetchall()}
+            published = {
+                name
+                for (name,) in conn.execute(
+                    "select table_name from information_schema.tables where table_catalog = 'published'"
+                ).fetchall()
+            }
             assert {name for name in published if not name.startswith("_changes__")} == set(tables) | {"_publication"}
-            assert {name.removeprefix("_changes__") for name in published if name.startswith("_changes__")} <= set(tables)
+            assert {name.removeprefix("_changes__") for name in published if name.startswith("_changes__")} <= set(
+                tables
+            )
             assert conn.execute("select through_batch from published.main._publication").fetchone()[0] == batch
         finally:
             conn.execute("detach published")
@@ -124,8 +145,10 @@ def test_publications_by_built_batch_equal_the_marts(tmp_path: Path) -> None:
     conn.execute("create schema marts")
     conn.execute("create schema loader")
     conn.execute("create table loader.builds (build_id varchar primary key, success boolean)")
-    conn.execute("create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
-                 "_batch_id bigint, _built_batch bigint)")
+    conn.execute(
+        "create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
+        "_batch_id bigint, _built_batch bigint)"
+    )
     rng = random.Random(11)
     tables = {"orders": ["order_id"]}
     for batch in range(1, 61):
@@ -135,9 +158,10 @@ def test_publications_by_built_batch_equal_the_marts(tmp_path: Path) -> None:
             order = rng.randint(1, 80)
             conn.execute("delete from marts.orders where order_id = ?", [order])
             if rng.random() < 0.75:
-                conn.execute("insert into marts.orders values (?, ?, ?, ?, ?)",
-                             [order, rng.choice(["placed", "paid", None]), rng.choice([None, rng.randint(0, 99)]),
-                              batch, stamp])
+                conn.execute(
+                    "insert into marts.orders values (?, ?, ?, ?, ?)",
+                    [order, rng.choice(["placed", "paid", None]), rng.choice([None, rng.randint(0, 99)]), batch, stamp],
+                )
         if batch % 13 == 0:  # a build that failed after writing: stamped, recorded as failed, not published
             conn.execute("insert into loader.builds values (?, false)", [f"failed{batch}"])
             continue
@@ -145,8 +169,10 @@ def test_publications_by_built_batch_equal_the_marts(tmp_path: Path) -> None:
         if batch == 40:  # publication 40 comes from another warehouse, whose marts differ from these
             other = duckdb.connect(str(tmp_path / f"other{batch}.duckdb"))
             other.execute("create schema marts")
-            other.execute("create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
-                          "_batch_id bigint, _built_batch bigint)")
+            other.execute(
+                "create table marts.orders (order_id integer, status varchar, total decimal(12,2), "
+                "_batch_id bigint, _built_batch bigint)"
+            )
             other.execute("insert into marts.orders values (1, 'elsewhere', 1, 1, 1), (999, 'elsewhere', 2, 1, 1)")
             publish(other, directory, build, batch, tables, {}, keep=3, rewrite_every=25)
             other.close()
@@ -178,7 +204,9 @@ def test_the_oldest_kept_publication_is_written_in_place(tmp_path: Path) -> None
         reused += path.stat().st_ino in inodes
         inodes[path.stat().st_ino] = path.name
         assert {p.name for p in directory.iterdir()} == {p.name for p in others if p != oldest} | {
-            path.name, "current.json"}
+            path.name,
+            "current.json",
+        }
         for other, digest in others.items():
             if other != oldest:
                 assert _digest(other) == digest, "a kept publication was written again"
@@ -186,7 +214,9 @@ def test_the_oldest_kept_publication_is_written_in_place(tmp_path: Path) -> None
         try:
             assert all(_differences(conn, table) == 0 for table in TABLES), f"publication {batch} differs"
             assert conn.execute("select build_id, increments from published.main._publication").fetchone() == (
-                publication.build_id, publication.increments)
+                publication.build_id,
+                publication.increments,
+            )
         finally:
             conn.execute("detach published")
     assert reused >= 18, "the oldest file was copied instead of written in place"
@@ -222,8 +252,9 @@ def test_a_publication_a_reader_holds_is_not_written(tmp_path: Path) -> None:
     conn, directory, rng = _three_publications(tmp_path, seed=3)
     oldest = directory / "b1.duckdb"
     digest = _digest(oldest)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(oldest)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(oldest)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         _change(conn, rng, 4)

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,12 +39,23 @@ def _land(path: Path, batch: int, rows: list[tuple[int, str | None]]) -> None:
     """One loader batch of `raw.shop__events`: (account, amount) events, recorded in the ledger."""
     with duckdb.connect(str(path)) as conn:
         ledger.create(conn)
-        conn.execute("create table if not exists raw.shop__events "
-                     "(account_id integer, amount decimal(12,2), _batch_id bigint)")
+        conn.execute(
+            "create table if not exists raw.shop__events (account_id integer, amount decimal(12,2), _batch_id bigint)"
+        )
         conn.executemany("insert into raw.shop__events values (?, ?, ?)", [[a, m, batch] for a, m in rows])
-        ledger.record_batch(conn, batch, datetime.now(timezone.utc), messages=len(rows), events=len(rows),
-                            tombstones=0, dead_letters=0, transactions=0, value_bytes=0, already_landed=0,
-                            tables=["shop__events"])
+        ledger.record_batch(
+            conn,
+            batch,
+            datetime.now(UTC),
+            messages=len(rows),
+            events=len(rows),
+            tombstones=0,
+            dead_letters=0,
+            transactions=0,
+            value_bytes=0,
+            already_landed=0,
+            tables=["shop__events"],
+        )
 
 
 def _normalised(statements: tuple[str, ...]) -> list[str]:
@@ -69,8 +80,10 @@ def _record(tmp_path: Path) -> tuple[Builder, dict[str, list[str]], list]:
         _land(path, batch, [(batch, f"{batch}.50"), (10 + batch, "1.00")])
         results.append(builder.build(connection, tests=False))
         results.append(builder.test(connection))
-    recorded = {builder.project.node(uid).name: _normalised(statements)
-                for uid, statements in builder.recordings.statements.items()}
+    recorded = {
+        builder.project.node(uid).name: _normalised(statements)
+        for uid, statements in builder.recordings.statements.items()
+    }
     return builder, recorded, results
 
 
@@ -82,13 +95,22 @@ def test_the_recording_of_a_fixed_model_is_the_golden_one(tmp_path):
     if os.environ.get("MIRADOR_RECORD_GOLDEN"):
         GOLDEN.write_text(json.dumps({"recorded_with": installed, "nodes": recorded}, indent=1) + "\n")
     golden = json.loads(GOLDEN.read_text())
-    differences = [line for name in sorted(set(golden["nodes"]) | set(recorded)) for line in difflib.unified_diff(
-        golden["nodes"].get(name, []), recorded.get(name, ["(not recorded: the replay would leave it to dbt)"]),
-        f"{name}, recorded with {golden['recorded_with']}", f"{name}, recorded now with {installed}", lineterm="")]
+    differences = [
+        line
+        for name in sorted(set(golden["nodes"]) | set(recorded))
+        for line in difflib.unified_diff(
+            golden["nodes"].get(name, []),
+            recorded.get(name, ["(not recorded: the replay would leave it to dbt)"]),
+            f"{name}, recorded with {golden['recorded_with']}",
+            f"{name}, recorded now with {installed}",
+            lineterm="",
+        )
+    ]
     assert not differences, (
         "dbt now executes other SQL for the fixed model than the golden recording holds; check that the replay's "
         "normalisation (warehouse/build/recordings.py) still holds for it, then record it again "
-        "(MIRADOR_RECORD_GOLDEN=1):\n" + "\n".join(differences))
+        "(MIRADOR_RECORD_GOLDEN=1):\n" + "\n".join(differences)
+    )
     confirmed = {builder.project.node(uid).name for uid in builder.recordings.confirmed}
     assert confirmed == set(NODES), "two dbt runs of the same SQL disagreed"
 
@@ -100,7 +122,13 @@ def test_the_recording_of_a_fixed_model_is_the_golden_one(tmp_path):
     tested = builder.test(lambda: connect(path, settings))
     assert built.success and built.replayed and tested.success and tested.replayed, (built, tested)
     with duckdb.connect(str(path), read_only=True) as conn:
-        assert conn.execute("select account_id, amount::varchar, _batch_id, _built_batch from balances "
-                            "order by 1").fetchall() == [
-            (1, "11.00", 4, 4), (2, "2.50", 2, 2), (3, "3.50", 3, 3), (4, "40.00", 4, 4),
-            (12, "1.00", 2, 2), (13, "1.00", 3, 3)]
+        assert conn.execute(
+            "select account_id, amount::varchar, _batch_id, _built_batch from balances order by 1"
+        ).fetchall() == [
+            (1, "11.00", 4, 4),
+            (2, "2.50", 2, 2),
+            (3, "3.50", 3, 3),
+            (4, "40.00", 4, 4),
+            (12, "1.00", 2, 2),
+            (13, "1.00", 3, 3),
+        ]

@@ -30,8 +30,7 @@ CYCLE = "warehouse.runtime.pipeline build"
 
 def _start(env: dict, log) -> subprocess.Popen:
     with log.open("w") as out:  # a file: a pipe nobody reads meanwhile would fill and block the run
-        return subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _wait_for(condition, run: subprocess.Popen, log, timeout: float, what: str) -> bool:
@@ -65,24 +64,31 @@ def test_kill_9_mid_cycle_keeps_readers_whole_and_loses_nothing(pipeline_env):
     pick = random.Random(9)
     # Traffic for as long as the kills take; stopped then (the views are checked against Postgres, not
     # against what the simulator sent).
-    simulate = subprocess.Popen([MIRADOR, "simulate", "--rate", "40", "--duration", "600", "--seed", "9"],
-                                env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    simulate = subprocess.Popen(
+        [MIRADOR, "simulate", "--rate", "40", "--duration", "600", "--seed", "9"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     builds, mid_publication = set(), 0
     try:
         for kill in range(KILLS):
             log = home / f"run-{kill}.log"
             run = _start(env, log)
             try:
-                assert _wait_for(lambda: CYCLE in log.read_text(), run, log, 180, "its first cycle"), \
-                    log.read_text()[-3000:]
+                cycled = _wait_for(lambda log=log: CYCLE in log.read_text(), run, log, 180, "its first cycle")
+                assert cycled, log.read_text()[-3000:]
                 if kill == 1:  # one pipeline per warehouse: a second one is refused, and says why
-                    second = subprocess.run([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                                            text=True, timeout=120)
+                    second = subprocess.run(
+                        [MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+                    )
                     assert second.returncode == 3, second.stdout + second.stderr
                     assert "already running" in second.stderr
                 if kill % 2 == 0:
-                    mid_publication += _wait_for(lambda: any(published.glob("*.partial")), run, log, 30,
-                                                 "a publication")
+                    mid_publication += _wait_for(
+                        lambda: any(published.glob("*.partial")), run, log, 30, "a publication"
+                    )
                 else:
                     time.sleep(pick.uniform(0, 1.5))
             finally:

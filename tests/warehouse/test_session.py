@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from warehouse.runtime.configuration import PipelineSettings
 from warehouse.exceptions import TransientError
 from warehouse.lock import others_waiting
+from warehouse.runtime.configuration import PipelineSettings
 from warehouse.runtime.session import Session
 
 CHILD = textwrap.dedent("""
@@ -28,6 +28,7 @@ CHILD = textwrap.dedent("""
 def test_threads_write_one_instance_and_a_waiting_process_gets_its_turn(tmp_path):
     settings = PipelineSettings(home=tmp_path, warehouse_path=tmp_path / "warehouse.duckdb")
     with Session(settings) as session:
+
         def write(n: int) -> None:
             with session.connection() as conn:
                 conn.execute(f"create table t{n} (i integer)")
@@ -41,8 +42,9 @@ def test_threads_write_one_instance_and_a_waiting_process_gets_its_turn(tmp_path
             writer.join()
         assert session.hand_over() is None  # nobody waits: nothing to do
 
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.warehouse)], cwd=tmp_path,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(settings.warehouse)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 30
         while not others_waiting(settings.warehouse.resolve()) and child.poll() is None:
             assert time.monotonic() < deadline, "the child never waited for the file"

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.stack
 
 
 def _sql(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MIRADOR, "sql", *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [MIRADOR, "sql", *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180
+    )
 
 
 def _land(source: Changelog, warehouse, steps: int) -> None:
@@ -57,8 +58,7 @@ def test_a_query_and_the_pipeline_take_turns(tmp_path, simulated_home):
 
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out,
-                               stderr=subprocess.STDOUT)
+        run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while _published_orders(published) != len(source.orders):

@@ -15,30 +15,60 @@ from warehouse.ingest.connect_types import PLACEHOLDER, column_type, decimal_tex
 from warehouse.ingest.exceptions import IncompatibleSchema, UnsupportedType
 
 
-@pytest.mark.parametrize(("unscaled", "scale", "text"), [
-    (-1234567890123456789012345678901, 11, "-12345678901234567890.12345678901"),
-    (10, 2, "0.10"), (-5, 3, "-0.005"), (0, 2, "0.00"), (123, 0, "123"), (7, -2, "700")])
+@pytest.mark.parametrize(
+    ("unscaled", "scale", "text"),
+    [
+        (-1234567890123456789012345678901, 11, "-12345678901234567890.12345678901"),
+        (10, 2, "0.10"),
+        (-5, 3, "-0.005"),
+        (0, 2, "0.00"),
+        (123, 0, "123"),
+        (7, -2, "700"),
+    ],
+)
 def test_decimal_text_is_exact(unscaled, scale, text):
     assert decimal_text(unscaled, scale) == text
 
 
 def test_decimals_never_pass_through_a_float():
-    column = column_type({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "field": "d",
-                          "parameters": {"scale": "4", "connect.decimal.precision": "30"}})
+    column = column_type(
+        {
+            "type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "field": "d",
+            "parameters": {"scale": "4", "connect.decimal.precision": "30"},
+        }
+    )
     value = (10**29 - 1).to_bytes(13, "big", signed=True)
     array = column.to_arrow([value, None, (-1).to_bytes(1, "big", signed=True)])
     assert column.duckdb == "DECIMAL(30,4)"
     assert [str(v) if v is not None else None for v in array.to_pylist()] == [
-        "9999999999999999999999999.9999", None, "-0.0001"]
-    wide = column_type({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "field": "w",
-                        "parameters": {"scale": "2", "connect.decimal.precision": "60"}})
+        "9999999999999999999999999.9999",
+        None,
+        "-0.0001",
+    ]
+    wide = column_type(
+        {
+            "type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "field": "w",
+            "parameters": {"scale": "2", "connect.decimal.precision": "60"},
+        }
+    )
     assert wide.duckdb == "VARCHAR" and wide.to_arrow([(10**50 + 1).to_bytes(22, "big")]).to_pylist() == [
-        "1" + "0" * 48 + ".01"]
+        "1" + "0" * 48 + ".01"
+    ]
 
 
-@pytest.mark.parametrize(("text", "months", "days", "nanos"), [
-    ("P1Y2M3DT4H5M6.789S", 14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9 + 789_000_000),
-    ("PT-0.5S", 0, 0, -500_000_000), ("P0D", 0, 0, 0), ("-P1M", -1, 0, 0)])
+@pytest.mark.parametrize(
+    ("text", "months", "days", "nanos"),
+    [
+        ("P1Y2M3DT4H5M6.789S", 14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9 + 789_000_000),
+        ("PT-0.5S", 0, 0, -500_000_000),
+        ("P0D", 0, 0, 0),
+        ("-P1M", -1, 0, 0),
+    ],
+)
 def test_iso_intervals_keep_months_days_and_time_apart(text, months, days, nanos):
     assert iso_interval(text) == (months, days, nanos)
 
@@ -75,13 +105,26 @@ def test_a_toasted_bytes_value_matches_the_placeholder_bytes():
         assert conn.execute(f"select list(b = {blob.toast}) from landing").fetchone()[0] == [True, False]
 
 
-@pytest.mark.parametrize(("old", "new", "kind", "result"), [
-    ("INTEGER", "BIGINT", "", "BIGINT"), ("BIGINT", "INTEGER", "", "BIGINT"), ("FLOAT", "DOUBLE", "", "DOUBLE"),
-    ("DECIMAL(12,2)", "DECIMAL(14,4)", "", "DECIMAL(14,4)"), ("DECIMAL(12,2)", "DECIMAL(10,4)", "", "DECIMAL(14,4)"),
-    ("INTEGER", "DECIMAL(12,2)", "", "DECIMAL(12,2)"), ("DECIMAL(12,2)", "VARCHAR", "numeric_text", "VARCHAR"),
-    ("INTEGER[]", "BIGINT[]", "", "BIGINT[]"), ("JSON", "VARCHAR", "", "VARCHAR"), ("DATE", "TIMESTAMP", "", "TIMESTAMP"),
-    ("BIGINT", "VARCHAR", "", None), ("VARCHAR", "UUID", "", None), ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "", None),
-    ("DECIMAL(38,0)", "DECIMAL(38,10)", "", None), ("BIGINT", "DOUBLE", "", None)])
+@pytest.mark.parametrize(
+    ("old", "new", "kind", "result"),
+    [
+        ("INTEGER", "BIGINT", "", "BIGINT"),
+        ("BIGINT", "INTEGER", "", "BIGINT"),
+        ("FLOAT", "DOUBLE", "", "DOUBLE"),
+        ("DECIMAL(12,2)", "DECIMAL(14,4)", "", "DECIMAL(14,4)"),
+        ("DECIMAL(12,2)", "DECIMAL(10,4)", "", "DECIMAL(14,4)"),
+        ("INTEGER", "DECIMAL(12,2)", "", "DECIMAL(12,2)"),
+        ("DECIMAL(12,2)", "VARCHAR", "numeric_text", "VARCHAR"),
+        ("INTEGER[]", "BIGINT[]", "", "BIGINT[]"),
+        ("JSON", "VARCHAR", "", "VARCHAR"),
+        ("DATE", "TIMESTAMP", "", "TIMESTAMP"),
+        ("BIGINT", "VARCHAR", "", None),
+        ("VARCHAR", "UUID", "", None),
+        ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "", None),
+        ("DECIMAL(38,0)", "DECIMAL(38,10)", "", None),
+        ("BIGINT", "DOUBLE", "", None),
+    ],
+)
 def test_supertype_holds_both_exactly_or_is_none(old, new, kind, result):
     assert supertype(old, new, kind) == result
 

@@ -82,8 +82,9 @@ class Builder:
             if findings := nondeterministic_nodes(self.project.manifest):
                 raise NondeterministicSQL(findings)
             self.recordings = Recordings(settings.run_replay_recheck)
-        self._dbt = dbtRunner(manifest=self.project.manifest,
-                              callbacks=[self.recordings.observe] if self.recordings else None)
+        self._dbt = dbtRunner(
+            manifest=self.project.manifest, callbacks=[self.recordings.observe] if self.recordings else None
+        )
         self._ledger_ready = False
 
     def build(self, connection: Connection, *, full_refresh: bool = False, tests: bool = True) -> BuildResult:
@@ -136,12 +137,18 @@ class Builder:
                     self._judge(result, recordings.check(conn, nodes))
                 else:
                     result.cpu_seconds = recordings.replay(
-                        conn, nodes, result.through_batch,
+                        conn,
+                        nodes,
+                        result.through_batch,
                         parents={node: set(self.project.depends[node]) for node in nodes},
-                        threads=self.settings.run_replay_threads)
+                        threads=self.settings.run_replay_threads,
+                    )
             except Exception as err:  # dbt runs it instead, and reports what it finds
-                log.warning("replaying the recorded SQL of %s failed, going through dbt: %s",
-                            ", ".join(node.split(".")[2] for node in nodes), err)
+                log.warning(
+                    "replaying the recorded SQL of %s failed, going through dbt: %s",
+                    ", ".join(node.split(".")[2] for node in nodes),
+                    err,
+                )
                 return False
         result.selected, result.replayed = selected, True
         result.seconds = time.perf_counter() - started
@@ -157,16 +164,23 @@ class Builder:
             elif should_warn or should_error:
                 log.warning("data test %s: %s failing rows (severity warn)", node.name, failures)
 
-    def _invoke(self, connection: Connection, result: BuildResult, command: str, selected: list[str],
-                full_refresh: bool = False) -> BuildResult:
+    def _invoke(
+        self, connection: Connection, result: BuildResult, command: str, selected: list[str], full_refresh: bool = False
+    ) -> BuildResult:
         """dbt `command` on `selected`, reading raw up to `result.through_batch`; recorded in loader.builds."""
         if not selected:
             result.skipped = True
             return result
         result.selected = selected
         started = time.perf_counter()
-        args = self.project.args(command, *FAST_FLAGS, "--vars",
-                                 json.dumps({"mirador_through_batch": result.through_batch}), "--select", *selected)
+        args = self.project.args(
+            command,
+            *FAST_FLAGS,
+            "--vars",
+            json.dumps({"mirador_through_batch": result.through_batch}),
+            "--select",
+            *selected,
+        )
         if full_refresh:
             args.append("--full-refresh")
         recordings = self.recordings if not full_refresh else None
@@ -183,8 +197,12 @@ class Builder:
         if outcome.exception is not None:
             if self.recordings is not None:
                 self.recordings.forget()
-            raise StageFailed(command, None, {"build_id": result.build_id, "through_batch": str(result.through_batch)},
-                              outcome.exception)
+            raise StageFailed(
+                command,
+                None,
+                {"build_id": result.build_id, "through_batch": str(result.through_batch)},
+                outcome.exception,
+            )
         for node in outcome.result or []:
             if str(node.status) in ("error", "fail"):
                 result.failures.append(f"{node.node.name}: {node.message}")
@@ -200,8 +218,15 @@ class Builder:
     def _record(connection: Connection, result: BuildResult) -> None:
         """The build, in `loader.builds`: what the next one starts after."""
         with connection() as conn:
-            ledger.record_build(conn, result.build_id, seconds=result.seconds, through_batch=result.through_batch,
-                                selected=result.selected, success=result.success, tested=result.tested)
+            ledger.record_build(
+                conn,
+                result.build_id,
+                seconds=result.seconds,
+                through_batch=result.through_batch,
+                selected=result.selected,
+                success=result.success,
+                tested=result.tested,
+            )
 
 
 def _build_id() -> str:

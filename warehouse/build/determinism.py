@@ -24,10 +24,13 @@ NONDETERMINISTIC: dict[str, tuple[re.Pattern, str]] = {
     "invocation_id": (re.compile(r"\binvocation_id\b"), "differs on every run"),
     "modules.datetime": (re.compile(r"\bmodules\s*\.\s*datetime\b"), "reads the clock"),
     "modules.time": (re.compile(r"\bmodules\s*\.\s*time\b"), "reads the clock"),
-    "a catalog lookup": (re.compile(
-        r"\badapter\s*\.\s*(?:get_relation|get_columns_in_relation|list_relations_without_caching"
-        r"|get_relations_by_pattern|list_schemas|check_schema_exists)\b|\bload_(?:cached_)?relation\s*\("),
-        "renders SQL from the catalog"),
+    "a catalog lookup": (
+        re.compile(
+            r"\badapter\s*\.\s*(?:get_relation|get_columns_in_relation|list_relations_without_caching"
+            r"|get_relations_by_pattern|list_schemas|check_schema_exists)\b|\bload_(?:cached_)?relation\s*\("
+        ),
+        "renders SQL from the catalog",
+    ),
 }
 """Name -> (what finds it in Jinja source, why the SQL it renders can change between runs)."""
 
@@ -42,17 +45,22 @@ def nondeterministic_nodes(manifest: Any) -> dict[str, list[str]]:
     findings: dict[str, list[str]] = {}
     for uid, node in sorted(manifest.nodes.items()):
         if node.package_name != project or not (
-                node.resource_type == "test" or (node.resource_type == "model" and node.language == "sql")):
+            node.resource_type == "test" or (node.resource_type == "model" and node.language == "sql")
+        ):
             continue
         sources = [("its SQL", node.raw_code or "")]
-        sources += [(f"its {kind.replace('_', '-')}", hook.sql) for kind in ("pre_hook", "post_hook")
-                    for hook in getattr(node.config, kind, None) or []]  # tests have no hooks
+        sources += [
+            (f"its {kind.replace('_', '-')}", hook.sql)
+            for kind in ("pre_hook", "post_hook")
+            for hook in getattr(node.config, kind, None) or []
+        ]  # tests have no hooks
         sources += [(f"macro {macro.name}", macro.macro_sql) for macro in _project_macros(manifest, node, project)]
         reasons = []
         for where, text in sources:
             for name, (pattern, why) in NONDETERMINISTIC.items():
-                if pattern.search(text) and not (name == "a catalog lookup" and where.removeprefix("macro ")
-                                                 in DIGESTED_LOOKUPS):
+                if pattern.search(text) and not (
+                    name == "a catalog lookup" and where.removeprefix("macro ") in DIGESTED_LOOKUPS
+                ):
                     reasons.append(f"{name} in {where} ({why})")
         if reasons:
             findings[uid] = list(dict.fromkeys(reasons))

@@ -30,21 +30,30 @@ class Project:
     def __init__(self, settings: BuildSettings, manifest: Any, profiles_dir: Path) -> None:
         self.settings, self.manifest, self.profiles_dir = settings, manifest, profiles_dir
         nodes = manifest.nodes
-        self.depends: dict[str, list[str]] = {uid: node.depends_on.nodes for uid, node in nodes.items()
-                                              if node.resource_type == "model"}
+        self.depends: dict[str, list[str]] = {
+            uid: node.depends_on.nodes for uid, node in nodes.items() if node.resource_type == "model"
+        }
         """Per model, what it reads (models and sources): the graph replays select from."""
-        self.schemas: list[str] = sorted({nodes[uid].schema for uid in self.depends}
-                                         | {source.schema for source in manifest.sources.values()})
+        self.schemas: list[str] = sorted(
+            {nodes[uid].schema for uid in self.depends} | {source.schema for source in manifest.sources.values()}
+        )
         """The schemas of the project's sources and models: what dbt plans a build from."""
-        metas = {node.name: node.config.meta or node.meta or {} for node in nodes.values()
-                 if node.resource_type == "model"}
-        self.exposed: dict[str, list[str]] = {name: list(meta.get("primary_key") or [])
-                                              for name, meta in sorted(metas.items()) if meta.get("expose")}
+        metas = {
+            node.name: node.config.meta or node.meta or {} for node in nodes.values() if node.resource_type == "model"
+        }
+        self.exposed: dict[str, list[str]] = {
+            name: list(meta.get("primary_key") or []) for name, meta in sorted(metas.items()) if meta.get("expose")
+        }
         """The marts marked `meta.expose` in their YAML, what gets published: name -> `meta.primary_key`."""
         self.catalog: dict[str, dict] = {
-            node.name: {"description": node.description or "", "meta": metas[node.name],
-                        "columns": {name: column.description or "" for name, column in node.columns.items()}}
-            for node in nodes.values() if node.resource_type == "model" and node.name in self.exposed}
+            node.name: {
+                "description": node.description or "",
+                "meta": metas[node.name],
+                "columns": {name: column.description or "" for name, column in node.columns.items()},
+            }
+            for node in nodes.values()
+            if node.resource_type == "model" and node.name in self.exposed
+        }
         """What readers are told of each exposed mart: its description, `meta` and column descriptions."""
 
     @classmethod
@@ -68,35 +77,57 @@ class Project:
 
     def sources_of(self, raw_tables: set[str]) -> list[str]:
         """dbt selectors `source:<name>.<table>+` for the raw tables that changed."""
-        return sorted(f"source:{source.source_name}.{source.name}+" for source in self.manifest.sources.values()
-                      if source.identifier in raw_tables)
+        return sorted(
+            f"source:{source.source_name}.{source.name}+"
+            for source in self.manifest.sources.values()
+            if source.identifier in raw_tables
+        )
 
     def models_of(self, raw_tables: set[str]) -> list[str]:
         """The models downstream of the raw tables that changed, parents first."""
         sources = self.manifest.sources
-        selected = {uid for uid, ups in self.depends.items()
-                    if any(p in sources and sources[p].identifier in raw_tables for p in ups)}
-        while grown := {uid for uid, ups in self.depends.items()
-                        if uid not in selected and selected.intersection(ups)}:
+        selected = {
+            uid
+            for uid, ups in self.depends.items()
+            if any(p in sources and sources[p].identifier in raw_tables for p in ups)
+        }
+        while grown := {uid for uid, ups in self.depends.items() if uid not in selected and selected.intersection(ups)}:
             selected |= grown
-        return list(TopologicalSorter({uid: [p for p in self.depends[uid] if p in selected]
-                                       for uid in sorted(selected)}).static_order())
+        return list(
+            TopologicalSorter(
+                {uid: [p for p in self.depends[uid] if p in selected] for uid in sorted(selected)}
+            ).static_order()
+        )
 
     def tests_of(self, raw_tables: set[str]) -> list[str]:
         """The data tests `dbt test --select source:<table>+` runs: those on anything downstream. (dbt
         also runs the models' unit tests, which depend only on the project's code and column types.)"""
         models = set(self.models_of(raw_tables))
         sources = {uid for uid, source in self.manifest.sources.items() if source.identifier in raw_tables}
-        return sorted(uid for uid, node in self.manifest.nodes.items()
-                      if node.resource_type == "test" and (models | sources).intersection(node.depends_on.nodes))
+        return sorted(
+            uid
+            for uid, node in self.manifest.nodes.items()
+            if node.resource_type == "test" and (models | sources).intersection(node.depends_on.nodes)
+        )
 
 
 def dbt_args(settings: BuildSettings, profiles_dir: Path, *args: str) -> list[str]:
     """A dbt command line for the project, with the pipeline's profile and mirador's log and target dirs."""
-    return [*args, "--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(profiles_dir),
-            "--log-level", "warn", "--log-level-file", "info",
-            "--log-path", str(settings.home / "logs" / "dbt"),
-            "--target-path", str(settings.home / "dbt-target")]
+    return [
+        *args,
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--log-level",
+        "warn",
+        "--log-level-file",
+        "info",
+        "--log-path",
+        str(settings.home / "logs" / "dbt"),
+        "--target-path",
+        str(settings.home / "dbt-target"),
+    ]
 
 
 def pipeline_profiles(settings: BuildSettings) -> Path:

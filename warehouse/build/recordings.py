@@ -124,7 +124,8 @@ class Recordings:
         now = time.monotonic()
         return schema == self.schema and all(
             now - self.confirmed.get(node, -self.recheck) < self.recheck and self.failures.get(node, 0) < GIVE_UP
-            for node in nodes)
+            for node in nodes
+        )
 
     def forget(self) -> None:
         self.statements.clear()
@@ -134,8 +135,14 @@ class Recordings:
         self.failures[node] = self.failures.get(node, 0) + 1
         self.forget()
 
-    def replay(self, conn: duckdb.DuckDBPyConnection, models: list[str], through: int,
-               parents: dict[str, set[str]] | None = None, threads: int = 1) -> float:
+    def replay(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        models: list[str],
+        through: int,
+        parents: dict[str, set[str]] | None = None,
+        threads: int = 1,
+    ) -> float:
         """Execute the models' statements reading raw up to batch `through`, each once its `parents` (among
         `models`) are done, up to `threads` at once; on error, roll the failing one back, let those
         running finish, forget every recording and raise (models done stay built, as with dbt).
@@ -172,8 +179,11 @@ class Recordings:
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             for statement in self.statements[model]:
-                cursor.execute(statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through))
-                               .replace(BUILT_PLACEHOLDER, BUILT_PLACEHOLDER.format(through=through)))
+                cursor.execute(
+                    statement.replace(PLACEHOLDER, PLACEHOLDER.format(through=through)).replace(
+                        BUILT_PLACEHOLDER, BUILT_PLACEHOLDER.format(through=through)
+                    )
+                )
         except BaseException:
             with suppress(duckdb.Error):
                 cursor.execute("rollback")
@@ -231,7 +241,11 @@ def _normalised(statements: list[str], through: int) -> tuple[str, ...] | None:
         recording.append(TEMPORARY.sub("__mirador_tmp", body))
     # Where dbt opens the transaction depends on its relation cache (before or after creating the
     # temporary table): put it just before the first statement that changes a real table.
-    if recording.count("BEGIN") != 1 or recording.count("COMMIT") != 1 or recording.index("BEGIN") > recording.index("COMMIT"):
+    if (
+        recording.count("BEGIN") != 1
+        or recording.count("COMMIT") != 1
+        or recording.index("BEGIN") > recording.index("COMMIT")
+    ):
         return None  # not the one transaction of dbt's materialization: a replay could leave it open
     recording.remove("BEGIN")
     first = next(i for i, body in enumerate(recording) if not body.lower().startswith("create temporary table"))

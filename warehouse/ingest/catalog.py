@@ -25,10 +25,18 @@ METADATA: list[tuple[str, str, str]] = [
     ("_seq", "VARCHAR", "Debezium `source.sequence`, [last commit LSN, event LSN] as JSON text."),
     ("_txid", "BIGINT", "Postgres transaction id (`source.txId`)."),
     ("_commit_ts", "TIMESTAMP WITH TIME ZONE", "Source commit time (`source.ts_us`); read time for snapshots."),
-    ("_unavailable", "VARCHAR[]", "Columns whose value Debezium did not send (unchanged TOAST); they are NULL "
-                                  "here and staging carries the previous value forward. NULL when none."),
-    ("_old_key", "JSON", "For the create half of a primary-key change: the row's previous key "
-                         "(`__debezium.oldkey` header), so staging can follow the row."),
+    (
+        "_unavailable",
+        "VARCHAR[]",
+        "Columns whose value Debezium did not send (unchanged TOAST); they are NULL "
+        "here and staging carries the previous value forward. NULL when none.",
+    ),
+    (
+        "_old_key",
+        "JSON",
+        "For the create half of a primary-key change: the row's previous key "
+        "(`__debezium.oldkey` header), so staging can follow the row.",
+    ),
     ("_topic", "VARCHAR", "Kafka topic the event was read from."),
     ("_partition", "INTEGER", "Kafka partition."),
     ("_offset", "BIGINT", "Kafka offset; (_topic, _partition, _offset) is unique in raw."),
@@ -126,7 +134,9 @@ class Catalog:
                 continue
             widened = supertype(current[name], column)
             if widened is None:
-                raise IncompatibleSchema(f"column {name!r} of raw.{table} is {current[name]}, the source now sends "
-                                         f"{column.duckdb}: no type holds both exactly")
+                raise IncompatibleSchema(
+                    f"column {name!r} of raw.{table} is {current[name]}, the source now sends "
+                    f"{column.duckdb}: no type holds both exactly"
+                )
             wanted[name] = widened
         self.tables[table] = wanted

@@ -77,6 +77,7 @@ _UUID_TOAST = _sql_text(_java_name_uuid(PLACEHOLDER.encode()))
 
 # -- Conversions ------------------------------------------------------------------------------------
 
+
 def _unscaled(values: list) -> list:
     return [None if v is None else int.from_bytes(v, "big", signed=True) for v in values]
 
@@ -90,8 +91,11 @@ def _decimal_converter(precision: int, scale: int) -> Callable[[list], pa.Array]
         if precision <= 18:
             array = pa.array(unscaled, pa.int64()).cast(pa.decimal128(19, 0))
             return array.view(pa.decimal128(19, scale)).cast(target)
-        return pa.array(unscaled, pa.decimal128(MAX_DECIMAL_PRECISION, 0)).view(
-            pa.decimal128(MAX_DECIMAL_PRECISION, scale)).cast(target)
+        return (
+            pa.array(unscaled, pa.decimal128(MAX_DECIMAL_PRECISION, 0))
+            .view(pa.decimal128(MAX_DECIMAL_PRECISION, scale))
+            .cast(target)
+        )
 
     return convert
 
@@ -99,7 +103,7 @@ def _decimal_converter(precision: int, scale: int) -> Callable[[list], pa.Array]
 def decimal_text(unscaled: int, scale: int) -> str:
     """Exact decimal text of `unscaled * 10**-scale`, trailing zeros kept as Postgres prints them."""
     if scale <= 0:
-        return str(unscaled * 10 ** -scale)
+        return str(unscaled * 10**-scale)
     digits = str(abs(unscaled)).rjust(scale + 1, "0")
     return ("-" if unscaled < 0 else "") + digits[:-scale] + "." + digits[-scale:]
 
@@ -107,12 +111,12 @@ def decimal_text(unscaled: int, scale: int) -> str:
 def _decimal_text_converter(scale: int) -> Callable[[list], list]:
     def convert(values: list) -> list:
         return [None if u is None else decimal_text(u, scale) for u in _unscaled(values)]
+
     return convert
 
 
 def _variable_decimal_text(values: list) -> list:
-    return [None if v is None else decimal_text(int.from_bytes(v.value, "big", signed=True), v.scale)
-            for v in values]
+    return [None if v is None else decimal_text(int.from_bytes(v.value, "big", signed=True), v.scale) for v in values]
 
 
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -127,7 +131,8 @@ def _floats(values: list) -> list:
 
 _ISO_DURATION = re.compile(
     r"^(?P<sign>-)?P(?:(?P<y>-?\d+)Y)?(?:(?P<mo>-?\d+)M)?(?:(?P<d>-?\d+)D)?"
-    r"(?:T(?:(?P<h>-?\d+)H)?(?:(?P<mi>-?\d+)M)?(?:(?P<s>-?\d+(?:\.\d+)?)S)?)?$")
+    r"(?:T(?:(?P<h>-?\d+)H)?(?:(?P<mi>-?\d+)M)?(?:(?P<s>-?\d+(?:\.\d+)?)S)?)?$"
+)
 
 
 def iso_interval(text: str) -> tuple[int, int, int]:
@@ -179,8 +184,9 @@ _LOGICAL: dict[str, ColumnType] = {
     "io.debezium.time.Timestamp": ColumnType("TIMESTAMP", int, pa.timestamp("ms")),
     "io.debezium.time.MicroTimestamp": ColumnType("TIMESTAMP", int, pa.timestamp("us")),
     "io.debezium.time.NanoTimestamp": ColumnType("TIMESTAMP_NS", int, pa.timestamp("ns")),
-    "io.debezium.time.ZonedTimestamp": ColumnType("TIMESTAMP WITH TIME ZONE", str, pa.string(),
-                                                  sql="CAST({c} AS TIMESTAMPTZ)"),
+    "io.debezium.time.ZonedTimestamp": ColumnType(
+        "TIMESTAMP WITH TIME ZONE", str, pa.string(), sql="CAST({c} AS TIMESTAMPTZ)"
+    ),
     "io.debezium.time.ZonedTime": ColumnType("TIME WITH TIME ZONE", str, pa.string(), sql="CAST({c} AS TIMETZ)"),
     "io.debezium.time.Year": ColumnType("INTEGER", int, pa.int32()),
     # Debezium folds months into microseconds at 30.4375 days (interval.handling.mode=numeric)
@@ -194,8 +200,9 @@ _LOGICAL: dict[str, ColumnType] = {
     "io.debezium.data.Xml": _TEXT,
     "io.debezium.data.Ltree": _TEXT,
     "io.debezium.data.Bits": _PRIMITIVES["bytes"],
-    "io.debezium.data.VariableScaleDecimal": ColumnType("VARCHAR", VariableDecimal, pa.string(),
-                                                        convert=_variable_decimal_text, kind="numeric_text"),
+    "io.debezium.data.VariableScaleDecimal": ColumnType(
+        "VARCHAR", VariableDecimal, pa.string(), convert=_variable_decimal_text, kind="numeric_text"
+    ),
 }
 
 
@@ -208,8 +215,12 @@ def column_type(field_schema: dict) -> ColumnType:
         scale = int(params.get("scale", 0))
         precision = int(params.get("connect.decimal.precision", MAX_DECIMAL_PRECISION))
         if precision <= MAX_DECIMAL_PRECISION and 0 <= scale <= precision:
-            return ColumnType(f"DECIMAL({precision},{scale})", bytes, pa.decimal128(precision, scale),
-                              convert=_decimal_converter(precision, scale))
+            return ColumnType(
+                f"DECIMAL({precision},{scale})",
+                bytes,
+                pa.decimal128(precision, scale),
+                convert=_decimal_converter(precision, scale),
+            )
         return ColumnType("VARCHAR", bytes, pa.string(), convert=_decimal_text_converter(scale), kind="numeric_text")
     if name in _LOGICAL:
         return _LOGICAL[name]
@@ -229,11 +240,16 @@ def _array_type(field_schema: dict, label: str) -> ColumnType:
     element = column_type({**items, "field": f"{label}[]"})
     if element.duckdb.endswith("[]"):
         raise UnsupportedType(f"field {label!r} is a nested array, which the loader does not map")
-    sql = "{c}" if element.sql == "{c}" else \
-        "list_transform({c}, lambda x: " + element.sql.replace("{c}", "x") + ")"
-    return ColumnType(f"{element.duckdb}[]", list[element.spec | None], pa.list_(element.arrow), sql=sql,
-                      convert=_list_converter(element) if element.convert else None,
-                      toast=_array_toast(element), kind=element.kind)
+    sql = "{c}" if element.sql == "{c}" else "list_transform({c}, lambda x: " + element.sql.replace("{c}", "x") + ")"
+    return ColumnType(
+        f"{element.duckdb}[]",
+        list[element.spec | None],
+        pa.list_(element.arrow),
+        sql=sql,
+        convert=_list_converter(element) if element.convert else None,
+        toast=_array_toast(element),
+        kind=element.kind,
+    )
 
 
 def _list_converter(element: ColumnType) -> Callable[[list], pa.Array]:
@@ -246,6 +262,7 @@ def _list_converter(element: ColumnType) -> Callable[[list], pa.Array]:
             offsets.append(total)
         mask = pa.array([v is None for v in values], pa.bool_())
         return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), element.to_arrow(flat), mask=mask)
+
     return convert
 
 

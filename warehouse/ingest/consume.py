@@ -35,21 +35,23 @@ class ChangeConsumer:
         self.stored = stored
         self._exact = {t for t in settings.loader_topics if not t.startswith("^")}
         self._patterns = [re.compile(t) for t in settings.loader_topics if t.startswith("^")]
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": settings.loader_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "queued.max.messages.kbytes": settings.loader_fetch_kbytes,
-            # librdkafka pauses fetching for a full second whenever its prefetch queue is full; the
-            # loader empties it in milliseconds, so that pause alone capped it at ~17k messages/s.
-            "fetch.queue.backoff.ms": 5,
-            "fetch.max.bytes": 16 * 1024 * 1024,
-            "max.partition.fetch.bytes": 4 * 1024 * 1024,
-            "fetch.wait.max.ms": 100,
-            "client.id": "mirador-loader",
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.loader_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "queued.max.messages.kbytes": settings.loader_fetch_kbytes,
+                # librdkafka pauses fetching for a full second whenever its prefetch queue is full; the
+                # loader empties it in milliseconds, so that pause alone capped it at ~17k messages/s.
+                "fetch.queue.backoff.ms": 5,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "fetch.wait.max.ms": 100,
+                "client.id": "mirador-loader",
+            }
+        )
         self.assigned: set[TP] = set()
         self.next: dict[TP, int] = {}
         self._last_error_log = 0.0
@@ -67,8 +69,12 @@ class ChangeConsumer:
             metadata = self.consumer.list_topics(timeout=self.settings.loader_kafka_timeout)
         except KafkaException as err:
             raise TransientError(f"Kafka at {self.settings.bootstrap_servers} did not answer: {err}") from err
-        present = {(name, p) for name, topic in metadata.topics.items()
-                   if self.wants(name) and topic.error is None for p in topic.partitions}
+        present = {
+            (name, p)
+            for name, topic in metadata.topics.items()
+            if self.wants(name) and topic.error is None
+            for p in topic.partitions
+        }
         gone = self.assigned - present
         if gone:
             self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in gone])
@@ -119,7 +125,8 @@ class ChangeConsumer:
         for topic, partition in self.assigned:
             try:
                 _, end = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=self.settings.loader_kafka_timeout, cached=cached)
+                    TopicPartition(topic, partition), timeout=self.settings.loader_kafka_timeout, cached=cached
+                )
             except KafkaException as err:
                 if cached:
                     continue

@@ -99,8 +99,18 @@ class Group:
     so a batch holds columns (about 300 bytes an event) rather than decoded objects (about 1,150).
     """
 
-    __slots__ = ("schema", "topic", "payloads", "partitions", "offsets", "old_keys", "chunks", "rows",
-                 "max_lsn", "max_commit_us")
+    __slots__ = (
+        "schema",
+        "topic",
+        "payloads",
+        "partitions",
+        "offsets",
+        "old_keys",
+        "chunks",
+        "rows",
+        "max_lsn",
+        "max_commit_us",
+    )
 
     def __init__(self, schema: TableSchema, topic: str) -> None:
         self.schema, self.topic = schema, topic
@@ -210,7 +220,7 @@ class Decoder:
                 if value.startswith(schema.prefix) and value[-1] == 125:  # ...,"payload":{...}}
                     # same schema bytes as last time: decode only the payload, never scan the schema
                     try:
-                        payload = schema.payload_decoder.decode(memoryview(value)[schema.prefix_len:-1])
+                        payload = schema.payload_decoder.decode(memoryview(value)[schema.prefix_len : -1])
                     except msgspec.DecodeError:
                         payload = None
                 if payload is None:  # another layout of the same JSON, or another schema
@@ -229,8 +239,9 @@ class Decoder:
                 payload = envelope.payload
             op = payload.op
             if op not in OPERATIONS:
-                batch.dead.append(DeadLetter(topic, partition, offset, msg.key(), value,
-                                             f"unknown Debezium operation {op!r}"))
+                batch.dead.append(
+                    DeadLetter(topic, partition, offset, msg.key(), value, f"unknown Debezium operation {op!r}")
+                )
                 continue
             if group is None or group.schema is not schema:
                 group = groups.get((topic, id(schema)))
@@ -273,8 +284,10 @@ class Decoder:
         except msgspec.DecodeError as err:
             raise PoisonMessage(f"not JSON: {err}") from None
         if not probe.schema or not probe.payload or bytes(probe.schema) == b"null":
-            raise PoisonMessage("not a Debezium envelope with schema: needs top-level `schema` and `payload` "
-                                "(JsonConverter with schemas.enable=true)")
+            raise PoisonMessage(
+                "not a Debezium envelope with schema: needs top-level `schema` and `payload` "
+                "(JsonConverter with schemas.enable=true)"
+            )
         key = bytes(probe.schema)
         schema = self._schemas.get(key)
         if schema is None:
@@ -300,10 +313,15 @@ class Decoder:
         except (PoisonMessage, IncompatibleSchema) as err:
             return TableSchema(raw, table, [], None, problem=err.reason)
         schema = _table_schema(raw, table, columns)
-        schema.defaults = {f["field"]: f["default"] for f, (_, c) in zip(fields, columns)
-                           if isinstance(f.get("default"), (str, int, float, bool)) and c.convert is None
-                           and c.sql == "{c}" and not isinstance(c.arrow, pa.TimestampType)
-                           and c.duckdb in _PLAIN_DEFAULTS}
+        schema.defaults = {
+            f["field"]: f["default"]
+            for f, (_, c) in zip(fields, columns)
+            if isinstance(f.get("default"), (str, int, float, bool))
+            and c.convert is None
+            and c.sql == "{c}"
+            and not isinstance(c.arrow, pa.TimestampType)
+            and c.duckdb in _PLAIN_DEFAULTS
+        }
         return schema
 
     def _decode_other(self, kind: str, msg: Message, value: bytes, batch: Batch) -> None:
@@ -316,12 +334,26 @@ class Decoder:
                 return
             tx = _TRANSACTION.decode(value).payload
         except msgspec.DecodeError as err:
-            batch.dead.append(DeadLetter(topic, msg.partition(), msg.offset(), msg.key(), value,
-                                         f"not a Debezium {kind} message: {err}"))
+            batch.dead.append(
+                DeadLetter(
+                    topic, msg.partition(), msg.offset(), msg.key(), value, f"not a Debezium {kind} message: {err}"
+                )
+            )
             return
         collections = None if tx.data_collections is None else msgspec.json.encode(tx.data_collections).decode()
-        batch.transactions.append(Transaction(service_of(topic), tx.status, tx.id, tx.event_count, collections,
-                                              tx.ts_ms, topic, msg.partition(), msg.offset()))
+        batch.transactions.append(
+            Transaction(
+                service_of(topic),
+                tx.status,
+                tx.id,
+                tx.event_count,
+                collections,
+                tx.ts_ms,
+                topic,
+                msg.partition(),
+                msg.offset(),
+            )
+        )
 
 
 class _KeyProbe(msgspec.Struct, gc=False):
@@ -358,12 +390,26 @@ def _table_schema(raw: msgspec.Raw, table: str, columns: list[tuple[str, ColumnT
     """A msgspec decoder for exactly this schema: row fields typed, everything else skipped."""
     names = [f"c{i}" for i in range(len(columns))]
     row = msgspec.defstruct(
-        "Row", [(n, c.spec | None, None) for n, (_, c) in zip(names, columns)],
-        rename=dict(zip(names, (name for name, _ in columns))), gc=False)
-    payload = msgspec.defstruct("Payload", [
-        ("op", str), ("source", Source), ("before", row | None, None), ("after", row | None, None)], gc=False)
+        "Row",
+        [(n, c.spec | None, None) for n, (_, c) in zip(names, columns)],
+        rename=dict(zip(names, (name for name, _ in columns))),
+        gc=False,
+    )
+    payload = msgspec.defstruct(
+        "Payload",
+        [("op", str), ("source", Source), ("before", row | None, None), ("after", row | None, None)],
+        gc=False,
+    )
     envelope = msgspec.defstruct("Envelope", [("schema", msgspec.Raw), ("payload", payload)], gc=False)
     prefix = b'{"schema":' + bytes(raw) + b',"payload":'
-    return TableSchema(raw, table, columns, msgspec.json.Decoder(envelope), empty_row=row(),
-                       getters=[operator.attrgetter(n) for n in names], payload_decoder=msgspec.json.Decoder(payload),
-                       prefix=prefix, prefix_len=len(prefix))
+    return TableSchema(
+        raw,
+        table,
+        columns,
+        msgspec.json.Decoder(envelope),
+        empty_row=row(),
+        getters=[operator.attrgetter(n) for n in names],
+        payload_decoder=msgspec.json.Decoder(payload),
+        prefix=prefix,
+        prefix_len=len(prefix),
+    )

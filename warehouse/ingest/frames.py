@@ -90,20 +90,31 @@ def greatest(a: int | None, b: int | None) -> int | None:
 
 def group_frame(group: Group) -> Frame:
     schema = group.schema
-    return Frame(schema.table, group.topic, service_of(group.topic), schema.columns, schema.key_columns,
-                 schema.defaults, pa.Table.from_batches(group.chunks), group.max_lsn, group.max_commit_us)
+    return Frame(
+        schema.table,
+        group.topic,
+        service_of(group.topic),
+        schema.columns,
+        schema.key_columns,
+        schema.defaults,
+        pa.Table.from_batches(group.chunks),
+        group.max_lsn,
+        group.max_commit_us,
+    )
 
 
 def dead_letter_table(dead: list[DeadLetter]) -> pa.Table:
-    return pa.table({
-        "topic": pa.array([d.topic for d in dead], pa.string()),
-        "partition": pa.array([d.partition for d in dead], pa.int32()),
-        "offset": pa.array([d.offset for d in dead], pa.int64()),
-        "key": pa.array([d.key for d in dead], pa.binary()),
-        "value": pa.array([d.value for d in dead], pa.binary()),
-        "reason": pa.array([d.reason for d in dead], pa.string()),
-        "stage": pa.array([d.stage for d in dead], pa.string()),
-    })
+    return pa.table(
+        {
+            "topic": pa.array([d.topic for d in dead], pa.string()),
+            "partition": pa.array([d.partition for d in dead], pa.int32()),
+            "offset": pa.array([d.offset for d in dead], pa.int64()),
+            "key": pa.array([d.key for d in dead], pa.binary()),
+            "value": pa.array([d.value for d in dead], pa.binary()),
+            "reason": pa.array([d.reason for d in dead], pa.string()),
+            "stage": pa.array([d.stage for d in dead], pa.string()),
+        }
+    )
 
 
 def transaction_table(transactions: list[Transaction]) -> pa.Table:
@@ -111,19 +122,21 @@ def transaction_table(transactions: list[Transaction]) -> pa.Table:
         pieces = tx_id.split(":")
         return int(pieces[part]) if len(pieces) == 2 and pieces[part].isdigit() else None
 
-    return pa.table({
-        "service": pa.array([t.service for t in transactions], pa.string()),
-        "status": pa.array([t.status for t in transactions], pa.string()),
-        "id": pa.array([t.id for t in transactions], pa.string()),
-        "txid": pa.array([split(t.id, 0) for t in transactions], pa.int64()),
-        "lsn": pa.array([split(t.id, 1) for t in transactions], pa.int64()),
-        "event_count": pa.array([t.event_count for t in transactions], pa.int64()),
-        "data_collections": pa.array([t.data_collections for t in transactions], pa.string()),
-        "commit_ts": pa.array([t.ts_ms * 1000 for t in transactions], pa.int64()).cast(UTC_MICROS),
-        "topic": pa.array([t.topic for t in transactions], pa.string()),
-        "partition": pa.array([t.partition for t in transactions], pa.int32()),
-        "offset": pa.array([t.offset for t in transactions], pa.int64()),
-    })
+    return pa.table(
+        {
+            "service": pa.array([t.service for t in transactions], pa.string()),
+            "status": pa.array([t.status for t in transactions], pa.string()),
+            "id": pa.array([t.id for t in transactions], pa.string()),
+            "txid": pa.array([split(t.id, 0) for t in transactions], pa.int64()),
+            "lsn": pa.array([split(t.id, 1) for t in transactions], pa.int64()),
+            "event_count": pa.array([t.event_count for t in transactions], pa.int64()),
+            "data_collections": pa.array([t.data_collections for t in transactions], pa.string()),
+            "commit_ts": pa.array([t.ts_ms * 1000 for t in transactions], pa.int64()).cast(UTC_MICROS),
+            "topic": pa.array([t.topic for t in transactions], pa.string()),
+            "partition": pa.array([t.partition for t in transactions], pa.int32()),
+            "offset": pa.array([t.offset for t in transactions], pa.int64()),
+        }
+    )
 
 
 @dataclass
@@ -158,8 +171,16 @@ def prepare(batch: Batch, catalog_tables: dict[str, dict[str, str]], caught_up: 
     convert(batch)
     frames = [group_frame(g) for g in batch.groups.values()]
     desired = {f.table: dict(catalog_tables.get(f.table, {})) for f in frames}
-    return Work(frames, desired,
-                dead_letter_table(batch.dead) if batch.dead else None,
-                transaction_table(batch.transactions) if batch.transactions else None,
-                dict(batch.heartbeats), dict(batch.positions), dict(batch.first_offsets), set(caught_up),
-                batch.messages, batch.tombstones, batch.value_bytes)
+    return Work(
+        frames,
+        desired,
+        dead_letter_table(batch.dead) if batch.dead else None,
+        transaction_table(batch.transactions) if batch.transactions else None,
+        dict(batch.heartbeats),
+        dict(batch.positions),
+        dict(batch.first_offsets),
+        set(caught_up),
+        batch.messages,
+        batch.tombstones,
+        batch.value_bytes,
+    )

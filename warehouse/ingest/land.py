@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -72,8 +72,10 @@ class Warehouse:
             with self.session.connection() as conn:
                 yield conn, time.perf_counter() - started
             return
-        with WarehouseLock(self.path, "mirador load", timeout=self.settings.loader_lock_timeout) as lock, \
-                connect(self.path, self.settings) as conn:
+        with (
+            WarehouseLock(self.path, "mirador load", timeout=self.settings.loader_lock_timeout) as lock,
+            connect(self.path, self.settings) as conn,
+        ):
             yield conn, lock.waited
 
     def read_state(self) -> tuple[dict[tuple[str, int], int], dict[str, dict[str, str]]]:
@@ -122,9 +124,10 @@ def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     metadata = {name for name, _, _ in METADATA}
     tables: dict[str, dict[str, str]] = {}
     for table, column, kind in conn.execute(
-            "select table_name, column_name, data_type from duckdb_columns() "
-            "where schema_name = ? and database_name = current_database() order by table_name, column_index",
-            [RAW_SCHEMA]).fetchall():
+        "select table_name, column_name, data_type from duckdb_columns() "
+        "where schema_name = ? and database_name = current_database() order by table_name, column_index",
+        [RAW_SCHEMA],
+    ).fetchall():
         if column not in metadata:
             tables.setdefault(table, {})[column] = kind
     return tables
@@ -132,7 +135,7 @@ def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
 
 def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
     batch_id = ledger.next_batch_id(conn)
-    loaded_at = datetime.now(timezone.utc)
+    loaded_at = datetime.now(UTC)
     landed_before = _landed_before(conn, work)
     actual = _raw_columns(conn)
     keys = ledger.raw_table_keys(conn)
@@ -142,8 +145,7 @@ def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
         name = f"mirador_frame_{number}"
         conn.register(name, frame.data)  # a failure aborts the transaction; closing drops the view
         where, params = _unlanded(frame.topic, landed_before)
-        count = conn.execute(_insert_sql(frame, name, where), [frame.topic, batch_id, loaded_at, *params]
-                             ).fetchone()[0]
+        count = conn.execute(_insert_sql(frame, name, where), [frame.topic, batch_id, loaded_at, *params]).fetchone()[0]
         conn.unregister(name)
         events += count
         already_landed += frame.data.num_rows - count
@@ -154,10 +156,19 @@ def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
     ledger.store_positions(conn, work.positions, batch_id, loaded_at)
     ledger.store_source_progress(conn, _source_progress(work, loaded_at), work.caught_up, loaded_at)
     ledger.store_topic_progress(conn, _topic_progress(work, batch_id), work.behind, work.topics)
-    ledger.record_batch(conn, batch_id, loaded_at, messages=work.messages, events=events, tombstones=work.tombstones,
-                        dead_letters=dead, transactions=0 if work.transactions is None else work.transactions.num_rows,
-                        value_bytes=work.value_bytes, already_landed=already_landed,
-                        tables=sorted({f.table for f in work.frames}))
+    ledger.record_batch(
+        conn,
+        batch_id,
+        loaded_at,
+        messages=work.messages,
+        events=events,
+        tombstones=work.tombstones,
+        dead_letters=dead,
+        transactions=0 if work.transactions is None else work.transactions.num_rows,
+        value_bytes=work.value_bytes,
+        already_landed=already_landed,
+        tables=sorted({f.table for f in work.frames}),
+    )
     return Landed(batch_id, events, dead, already_landed, 0.0, 0.0)
 
 
@@ -170,8 +181,13 @@ def _landed_before(conn: duckdb.DuckDBPyConnection, work: Work) -> dict[tuple[st
     stored = {tp: o for tp, o in ledger.positions(conn).items() if tp in work.first_offsets}
     for tp, first in work.first_offsets.items():
         if tp in stored and stored[tp] < first:
-            log.warning("offset gap on %s[%s]: stored position %s, batch starts at %s (retention or compaction?)",
-                        tp[0], tp[1], stored[tp], first)
+            log.warning(
+                "offset gap on %s[%s]: stored position %s, batch starts at %s (retention or compaction?)",
+                tp[0],
+                tp[1],
+                stored[tp],
+                first,
+            )
     return {tp: o for tp, o in stored.items() if o > work.first_offsets[tp]}
 
 
@@ -184,8 +200,14 @@ def _unlanded(topic: str, stored: dict[tuple[str, int], int]) -> tuple[str, list
     return (" where not (" + " or ".join(clauses) + ")" if clauses else ""), params
 
 
-def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, str],
-            actual: dict[str, dict[str, str]], keys: dict[str, list[str] | None], batch_id: int) -> None:
+def _evolve(
+    conn: duckdb.DuckDBPyConnection,
+    frame: Frame,
+    desired: dict[str, str],
+    actual: dict[str, dict[str, str]],
+    keys: dict[str, list[str] | None],
+    batch_id: int,
+) -> None:
     """Create the raw table, or add and widen its columns to what the decoder admitted (and record a
     changed primary key: `keys` is `loader.tables`' raw table -> key columns)."""
     table = f"{RAW_SCHEMA}.{quote(frame.table)}"
@@ -205,8 +227,13 @@ def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, st
         if name not in have:
             if name in frame.defaults:  # rows already there hold the default, as Postgres backfilled them
                 default = frame.defaults[name]
-                literal = _literal(default) if isinstance(default, str) else repr(default).lower() \
-                    if isinstance(default, bool) else repr(default)
+                literal = (
+                    _literal(default)
+                    if isinstance(default, str)
+                    else repr(default).lower()
+                    if isinstance(default, bool)
+                    else repr(default)
+                )
                 conn.execute(f"alter table {table} add column {quote(name)} {wanted} default {literal}")
                 conn.execute(f"alter table {table} alter column {quote(name)} drop default")
             else:
@@ -226,13 +253,30 @@ def _evolve(conn: duckdb.DuckDBPyConnection, frame: Frame, desired: dict[str, st
 def _insert_sql(frame: Frame, source: str, where: str) -> str:
     names = [n for n, _, _ in METADATA] + [n for n, _ in frame.columns]
     toast = [(name, column.toast) for name, column in frame.columns if column.toast]
-    unavailable = "null::varchar[]" if not toast else (
-        "nullif(list_filter([" + ", ".join(
-            f"case when {quote(n)} = {lit} then {_literal(n)} end" for n, lit in toast
-        ) + "], lambda x: x is not null), []::varchar[])")
+    unavailable = (
+        "null::varchar[]"
+        if not toast
+        else (
+            "nullif(list_filter(["
+            + ", ".join(f"case when {quote(n)} = {lit} then {_literal(n)} end" for n, lit in toast)
+            + "], lambda x: x is not null), []::varchar[])"
+        )
+    )
     values = [
-        "_op", "_op = 'd'", "coalesce(_snapshot <> 'false', false)", "_lsn", "_seq", "_txid", "_commit_ts",
-        unavailable, "cast(_old_key as json)", "?", "_partition", "_offset", "?", "?",
+        "_op",
+        "_op = 'd'",
+        "coalesce(_snapshot <> 'false', false)",
+        "_lsn",
+        "_seq",
+        "_txid",
+        "_commit_ts",
+        unavailable,
+        "cast(_old_key as json)",
+        "?",
+        "_partition",
+        "_offset",
+        "?",
+        "?",
     ]
     keys = set(frame.key_columns or [name for name, _ in frame.columns])
     for name, column in frame.columns:
@@ -242,11 +286,13 @@ def _insert_sql(frame: Frame, source: str, where: str) -> str:
         if name not in keys:  # a delete's non-key fields are Debezium's defaults for NOT NULL, not data
             expr = f"case when _op = 'd' then null else {expr} end"
         values.append(expr)
-    return (f"insert into {RAW_SCHEMA}.{quote(frame.table)} ({', '.join(quote(n) for n in names)}) "
-            f"select {', '.join(values)} from {source}{where}")
+    return (
+        f"insert into {RAW_SCHEMA}.{quote(frame.table)} ({', '.join(quote(n) for n in names)}) "
+        f"select {', '.join(values)} from {source}{where}"
+    )
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _topic_progress(work: Work, batch_id: int) -> list[list]:
@@ -258,12 +304,15 @@ def _topic_progress(work: Work, batch_id: int) -> list[list]:
     """
     topics: dict[str, list] = {}
     for frame in work.frames:  # a topic has a frame per schema version in the batch
-        row = topics.setdefault(frame.topic, [frame.topic, frame.service, None, None, frame.topic in work.behind,
-                                              batch_id])
+        row = topics.setdefault(
+            frame.topic, [frame.topic, frame.service, None, None, frame.topic in work.behind, batch_id]
+        )
         row[2] = greatest(row[2], frame.max_lsn)
         row[3] = greatest(row[3], frame.max_commit_us)
-    return [[topic, service, lsn, _utc(commit), behind, batch] for topic, service, lsn, commit, behind, batch
-            in topics.values()]
+    return [
+        [topic, service, lsn, _utc(commit), behind, batch]
+        for topic, service, lsn, commit, behind, batch in topics.values()
+    ]
 
 
 def _utc(micros: int | None) -> datetime | None:
@@ -285,11 +334,20 @@ def _source_progress(work: Work, loaded_at: datetime) -> list[list]:
         # Per service in Arrow: a batch holds thousands of markers, and a Python loop over them took
         # about 12 us each (23 ms for 2,000) with the GIL held; the aggregate takes 0.6 ms in all.
         markers = work.transactions
-        newest = pa.table({"service": markers["service"], "lsn": markers["lsn"],
-                           "commit_us": markers["commit_ts"].cast(pa.int64())}
-                          ).group_by("service").aggregate([("lsn", "max"), ("commit_us", "max")])
-        for service, lsn, commit_us in zip(*(newest[c].to_pylist() for c in ("service", "lsn_max", "commit_us_max")),
-                                           strict=True):
+        newest = (
+            pa.table(
+                {
+                    "service": markers["service"],
+                    "lsn": markers["lsn"],
+                    "commit_us": markers["commit_ts"].cast(pa.int64()),
+                }
+            )
+            .group_by("service")
+            .aggregate([("lsn", "max"), ("commit_us", "max")])
+        )
+        for service, lsn, commit_us in zip(
+            *(newest[c].to_pylist() for c in ("service", "lsn_max", "commit_us_max")), strict=True
+        ):
             seen(service, lsn, commit_us)
     for service, ts_ms in work.heartbeats.items():
         progress.setdefault(service, [None, None, None])[2] = ts_ms * 1000

@@ -45,8 +45,15 @@ HOLD_POLL = 0.02
 
 
 class Loader:
-    def __init__(self, settings: LoaderSettings, follow: bool = False, progress: Progress | None = None,
-                 stop: threading.Event | None = None, session=None, hold_on_landing: bool = False) -> None:
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        follow: bool = False,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        session=None,
+        hold_on_landing: bool = False,
+    ) -> None:
         self.settings, self.follow = settings, follow
         self.progress = progress or Progress(interactive=False)
         self.stop = stop or threading.Event()
@@ -78,7 +85,7 @@ class Loader:
                 if self.follow and time.monotonic() - discovered > self.settings.loader_discover_seconds:
                     consumer.discover()
                     discovered = time.monotonic()
-                batch = self._collect(lambda: pending is not None and not pending[0].done())
+                batch = self._collect(lambda pending=pending: pending is not None and not pending[0].done())
                 if batch.messages:
                     high = self._high()
                     try:
@@ -124,8 +131,9 @@ class Loader:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and not self.hold.is_set() and not landing():
                 break
-            messages = self.consumer.fetch(s.loader_batch_messages - batch.messages,
-                                           min(remaining, 0.25) if remaining > 0 else HOLD_POLL)
+            messages = self.consumer.fetch(
+                s.loader_batch_messages - batch.messages, min(remaining, 0.25) if remaining > 0 else HOLD_POLL
+            )
             if messages:
                 try:
                     self.decoder.decode(messages, batch)
@@ -137,8 +145,10 @@ class Loader:
                 self.consumer.advance(batch.positions)
                 quiet_since = time.monotonic()
             elif not self.follow and time.monotonic() - quiet_since > s.loader_kafka_timeout:
-                raise TransientError(f"no message from Kafka for {s.loader_kafka_timeout:.0f}s while "
-                                     f"{self.consumer.lag(self.targets or {})} remain to drain")
+                raise TransientError(
+                    f"no message from Kafka for {s.loader_kafka_timeout:.0f}s while "
+                    f"{self.consumer.lag(self.targets or {})} remain to drain"
+                )
         return batch
 
     def _drained(self) -> bool:
@@ -174,4 +184,3 @@ class Loader:
         r.tables |= {f.table for f in work.frames}
         r.lag = self.consumer.lag(self._high())
         self.progress.batch(landed, work, r)
-

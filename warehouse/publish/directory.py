@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 POINTER = "current.json"
@@ -91,10 +91,13 @@ def fsync_directory(path: Path) -> None:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def older_files(directory: Path, current: Publication | None) -> list[Path]:
     """The publication files kept besides the current one, newest first."""
-    return sorted((p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(
+        (p for p in directory.glob("*.duckdb") if current is None or p.name != current.file),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )

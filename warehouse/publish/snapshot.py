@@ -27,7 +27,13 @@ import duckdb
 
 from warehouse import ledger
 from warehouse.publish.directory import (
-    Publication, current_publication, fsync, now, older_files, prune, switch,
+    Publication,
+    current_publication,
+    fsync,
+    now,
+    older_files,
+    prune,
+    switch,
 )
 
 WHOLE_ABOVE = 0.2
@@ -35,10 +41,19 @@ WHOLE_ABOVE = 0.2
 whole."""
 
 
-def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, through_batch: int,
-            tables: Mapping[str, Sequence[str]], watermark: dict[str, dict], *,
-            tested_through_batch: int | None = None, keep: int = 3, rewrite_every: int = 50,
-            catalog: Mapping[str, dict] | None = None) -> Publication:
+def publish(
+    conn: duckdb.DuckDBPyConnection,
+    directory: Path,
+    build_id: str,
+    through_batch: int,
+    tables: Mapping[str, Sequence[str]],
+    watermark: dict[str, dict],
+    *,
+    tested_through_batch: int | None = None,
+    keep: int = 3,
+    rewrite_every: int = 50,
+    catalog: Mapping[str, dict] | None = None,
+) -> Publication:
     """Publish `marts.<table>` for each exposed table (name -> primary key columns) into
     `<directory>/<build_id>.duckdb` and switch to it.
 
@@ -67,26 +82,42 @@ def publish(conn: duckdb.DuckDBPyConnection, directory: Path, build_id: str, thr
                 columns = [(name, kind) for name, kind in marts.get(table, []) if not name.startswith("_")]
                 marked = since is not None and ("_built_batch", "BIGINT") in marts.get(table, [])
                 changes[table] = base.build_id if base else None
-                if not (increments and key and published.get(table) == columns and _apply_changes(
-                        conn, table, [name for name, _ in columns], list(key), since if marked else None)):
+                if not (
+                    increments
+                    and key
+                    and published.get(table) == columns
+                    and _apply_changes(conn, table, [name for name, _ in columns], list(key), since if marked else None)
+                ):
                     changes[table] = None
                     conn.execute(f'drop table if exists publication.main."{table}"')
                     conn.execute(f'drop table if exists publication.main."_changes__{table}"')
-                    conn.execute(f'create table publication.main."{table}" as '
-                                 f'select {_quoted(name for name, _ in columns)} from marts."{table}"')
+                    conn.execute(
+                        f'create table publication.main."{table}" as '
+                        f'select {_quoted(name for name, _ in columns)} from marts."{table}"'
+                    )
             for stale in published.keys() - tables.keys():
                 conn.execute(f'drop table publication.main."{stale}"')
-            conn.execute("create table publication.main._publication as select ? as build_id, ?::timestamptz as "
-                         "built_at, ? as through_batch, ?::json as watermark, ? as increments, "
-                         "?::json as catalog, ?::json as changes",
-                         [build_id, built_at, through_batch, json.dumps(watermark), increments,
-                          json.dumps(dict(catalog or {})), json.dumps(changes)])
+            conn.execute(
+                "create table publication.main._publication as select ? as build_id, ?::timestamptz as "
+                "built_at, ? as through_batch, ?::json as watermark, ? as increments, "
+                "?::json as catalog, ?::json as changes",
+                [
+                    build_id,
+                    built_at,
+                    through_batch,
+                    json.dumps(watermark),
+                    increments,
+                    json.dumps(dict(catalog or {})),
+                    json.dumps(changes),
+                ],
+            )
         finally:
             conn.execute("detach publication")
     fsync(partial)
     os.replace(partial, target)
-    publication = Publication(build_id, target.name, built_at, now(), through_batch, list(tables), watermark,
-                              tested_through_batch, increments)
+    publication = Publication(
+        build_id, target.name, built_at, now(), through_batch, list(tables), watermark, tested_through_batch, increments
+    )
     switch(directory, publication)
     prune(directory, keep)
     return publication
@@ -109,13 +140,15 @@ def _unsynced(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 @dataclass
 class _Base:
     """What an earlier publication file, attached as `publication` to be written into, holds."""
+
     build_id: str
     through_batch: int
     increments: int
 
 
-def _attach_base(conn: duckdb.DuckDBPyConnection, directory: Path, partial: Path, keep: int,
-                 rewrite_every: int) -> _Base | None:
+def _attach_base(
+    conn: duckdb.DuckDBPyConnection, directory: Path, partial: Path, keep: int, rewrite_every: int
+) -> _Base | None:
     """Attach `partial` as `publication`: the oldest kept publication, which pruning would remove next,
     renamed to it; else a copy of the current one; else (none, or `rewrite_every` reached) a new file.
     Returns what it holds, None for a new file."""
@@ -155,12 +188,16 @@ def _held(conn: duckdb.DuckDBPyConnection) -> _Base | None:
 
 def _columns(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple]]:
     """Per table of the marts (or of the publication), its (name, type) columns in order."""
-    where = ("database_name = current_database() and schema_name = 'marts'" if catalog == "marts"
-             else "database_name = 'publication' and schema_name = 'main'")
+    where = (
+        "database_name = current_database() and schema_name = 'marts'"
+        if catalog == "marts"
+        else "database_name = 'publication' and schema_name = 'main'"
+    )
     tables: dict[str, list[tuple]] = {}
     for table, name, data_type in conn.execute(  # duckdb_columns(): half the time of information_schema
-            f"select table_name, column_name, data_type from duckdb_columns() where {where} "
-            "order by table_name, column_index").fetchall():
+        f"select table_name, column_name, data_type from duckdb_columns() where {where} "
+        "order by table_name, column_index"
+    ).fetchall():
         tables.setdefault(table, []).append((name, data_type))
     return tables
 
@@ -178,8 +215,9 @@ def _quoted(names) -> str:
     return ", ".join(f'"{name}"' for name in names)
 
 
-def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str],
-                   since: int | None) -> bool:
+def _apply_changes(
+    conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], key: list[str], since: int | None
+) -> bool:
     """Make the published copy of `table` equal the mart: rows that differ or are gone are deleted by
     key, rows new or changed are inserted. False (nothing done) when a build rewrote most of the mart.
 
@@ -200,7 +238,8 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     else:
         published_rows, rows, stamped, unstamped = conn.execute(
             f"select {counts}, count(*) filter (where _built_batch > {int(since)}), "
-            f"count(*) filter (where _built_batch is null) from {mart}").fetchone()
+            f"count(*) filter (where _built_batch is null) from {mart}"
+        ).fetchone()
         if stamped > WHOLE_ABOVE * rows:
             return False  # most of it was rebuilt (after a truncate, say): a whole copy is cheaper
         changed = f"select {names} from {mart} where _built_batch > {int(since)}"
@@ -209,8 +248,9 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     # Materialized: the planner then knows how few rows changed, and the join below stays small.
     conn.execute(f"create or replace temporary table mirador_changed as {changed}")
     match = " and ".join(f'{published}."{name}" = gone."{name}"' for name in key)
-    deleted = conn.execute(f"delete from {published} using (select {keys} from mirador_changed) as gone "
-                           f"where {match}").fetchone()[0]
+    deleted = conn.execute(
+        f"delete from {published} using (select {keys} from mirador_changed) as gone where {match}"
+    ).fetchone()[0]
     inserted = conn.execute(f"insert into {published} select {names} from mirador_changed").fetchone()[0]
     changes = f'publication.main."_changes__{table}"'  # what readers refresh from (the read API)
     conn.execute(f"create table {changes} as select {keys}, false as _deleted from mirador_changed")
@@ -218,8 +258,10 @@ def _apply_changes(conn: duckdb.DuckDBPyConnection, table: str, columns: list[st
     # Every row of the mart is now published once: published rows beyond the mart's count are rows whose
     # key is gone from it. Most cycles delete nothing, and this spares them a join of all the keys.
     if published_rows - deleted + inserted > rows:
-        conn.execute(f"create or replace temporary table mirador_gone as select {keys} from {published} "
-                     f"except select {keys} from {mart}")
+        conn.execute(
+            f"create or replace temporary table mirador_gone as select {keys} from {published} "
+            f"except select {keys} from {mart}"
+        )
         conn.execute(f"delete from {published} using mirador_gone as gone where {match}")
         conn.execute(f"insert into {changes} select {keys}, true from mirador_gone")
         conn.execute("drop table mirador_gone")

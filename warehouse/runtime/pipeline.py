@@ -49,8 +49,9 @@ class Pipeline:
         self.settings = settings
         self.builder = Builder(settings)
 
-    def build_and_publish(self, *, full_refresh: bool = False, tests: bool = True,
-                          session: Session | None = None) -> CycleReport:
+    def build_and_publish(
+        self, *, full_refresh: bool = False, tests: bool = True, session: Session | None = None
+    ) -> CycleReport:
         """One build of what changed since the last one, then publication (or a watermark refresh)."""
         if session is None:
             with Session(self.settings, "mirador build") as session:
@@ -61,14 +62,22 @@ class Pipeline:
         publishing = time.perf_counter()
         if result.success and not result.skipped:
             current = current_publication(self.settings.published)
-            tested_through = result.through_batch if result.tested else (
-                current.tested_through_batch if current else None)
+            tested_through = (
+                result.through_batch if result.tested else (current.tested_through_batch if current else None)
+            )
             with session.connection() as conn:
-                publication = publish(conn, self.settings.published, result.build_id, result.through_batch,
-                                      self.builder.project.exposed, result.watermark,
-                                      tested_through_batch=tested_through, keep=self.settings.publish_keep,
-                                      rewrite_every=self.settings.publish_rewrite_every,
-                                      catalog=self.builder.project.catalog)
+                publication = publish(
+                    conn,
+                    self.settings.published,
+                    result.build_id,
+                    result.through_batch,
+                    self.builder.project.exposed,
+                    result.watermark,
+                    tested_through_batch=tested_through,
+                    keep=self.settings.publish_keep,
+                    rewrite_every=self.settings.publish_rewrite_every,
+                    catalog=self.builder.project.catalog,
+                )
         elif result.skipped:
             publication = refresh_watermark(self.settings.published, result.watermark)
         finished = time.perf_counter()
@@ -80,8 +89,14 @@ class Pipeline:
         loader_settings = self.settings.model_copy(update={"loader_batch_seconds": self.settings.run_batch_seconds})
         failure: list[BaseException] = []
         with Session(self.settings, threads=self.settings.run_duckdb_threads) as session:
-            loader = Loader(loader_settings, follow=True, progress=Progress(interactive=False), stop=stop,
-                            session=session, hold_on_landing=True)
+            loader = Loader(
+                loader_settings,
+                follow=True,
+                progress=Progress(interactive=False),
+                stop=stop,
+                session=session,
+                hold_on_landing=True,
+            )
 
             def follow() -> None:
                 try:
@@ -123,10 +138,15 @@ class Pipeline:
         result = self.builder.test(session.connection)
         if result.skipped:
             return result
-        log.info("tests %s: %s in %.2fs (%s) through batch %s%s", result.build_id,
-                 "passed" if result.success else "FAILED", result.seconds,
-                 "replayed" if result.replayed else "dbt test", result.through_batch,
-                 "" if result.success else "; nothing is published until they pass: " + ", ".join(result.failures))
+        log.info(
+            "tests %s: %s in %.2fs (%s) through batch %s%s",
+            result.build_id,
+            "passed" if result.success else "FAILED",
+            result.seconds,
+            "replayed" if result.replayed else "dbt test",
+            result.through_batch,
+            "" if result.success else "; nothing is published until they pass: " + ", ".join(result.failures),
+        )
         current = current_publication(self.settings.published)
         if result.success and current is not None and current.through_batch <= result.through_batch:
             current.tested_through_batch = current.through_batch
@@ -137,10 +157,18 @@ class Pipeline:
     def _log(cycle: CycleReport) -> None:
         build = cycle.build
         cpu = "" if build.cpu_seconds is None else f", {build.cpu_seconds:.2f}s on CPU"
-        log.info("build %s: %s in %.2fs (%s %.2fs%s, publish %.2fs), through batch %s, %s",
-                 build.build_id, "ok" if build.success else "FAILED", cycle.seconds,
-                 "replayed" if build.replayed else "dbt build" if build.tested else "dbt run", build.seconds, cpu,
-                 cycle.publish_seconds, build.through_batch, ", ".join(build.failures) or "published")
+        log.info(
+            "build %s: %s in %.2fs (%s %.2fs%s, publish %.2fs), through batch %s, %s",
+            build.build_id,
+            "ok" if build.success else "FAILED",
+            cycle.seconds,
+            "replayed" if build.replayed else "dbt build" if build.tested else "dbt run",
+            build.seconds,
+            cpu,
+            cycle.publish_seconds,
+            build.through_batch,
+            ", ".join(build.failures) or "published",
+        )
 
 
 def _freeze_manifest() -> None:
