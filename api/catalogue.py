@@ -125,7 +125,9 @@ class Column:
         kind = self.kind
         try:
             if kind == "integer":
-                return int(text)
+                if not -(2**63) <= (number := int(text)) < 2**63:  # what SQLite holds, and every integer column
+                    raise ValueError("out of range")
+                return number
             if kind == "number":
                 return float(text)
             if kind == "decimal":

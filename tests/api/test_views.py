@@ -87,6 +87,7 @@ def test_filters_order_fields_and_exact_values(api):
         ("order_total=1.005", "bad_value"),
         ("placed_at__gt=yesterday", "bad_value"),
         ("is_paid=maybe", "bad_value"),
+        ("line_count=9223372036854775808", "bad_value"),
         ("limit=0", "bad_limit"),
         ("limit=1001", "bad_limit"),
         ("limit=x", "bad_limit"),
