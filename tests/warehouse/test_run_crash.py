@@ -105,6 +105,8 @@ def test_kill_9_mid_cycle_keeps_readers_whole_and_loses_nothing(pipeline_env):
     log = home / "run-last.log"
     run = _start(env, log)
     try:
+        # It holds the warehouse before `verify` starts, which then waits for it rather than building.
+        assert _wait_for(lambda: CYCLE in log.read_text(), run, log, 180, "its first cycle"), log.read_text()[-3000:]
         verify(env)
         assert _whole(published) is not None
     finally:
