@@ -1,5 +1,5 @@
-"""Fixtures of the warehouse's tests: a scratch warehouse, a scratch mirador home fed by a simulated
-service, and the services running beside a fresh mirador home for the pipeline's end-to-end tests.
+"""Fixtures of the warehouse's tests: a scratch warehouse, and a scratch mirador home fed by a simulated
+service (the services beside a fresh home, `pipeline_env`, are shared from tests/conftest.py).
 
 Helpers live in plain modules: `captures` (the captured Debezium messages), `backlog` (messages
 produced to Kafka), `commands` (`mirador` as the tests run it)."""
