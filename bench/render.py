@@ -522,9 +522,15 @@ def render(runs: dict, results: Path, plot_dir: Path, root: Path) -> str:
         "",
     ]
     if everything:
+        again = [
+            name
+            for name, run in runs.items()
+            if name != "_all" and run.get("finished_at", "") > everything["finished_at"]
+        ]
         lines += [
             f"All benches took {everything['seconds'] / 60:.1f} min ({mode} mode, finished "
-            f"{everything['finished_at']}).",
+            f"{everything['finished_at']})"
+            + (f"; run again on its own since: {', '.join(again)} (its section gives its time)." if again else "."),
             "",
         ]
     for section, name in (

@@ -98,14 +98,15 @@ def main() -> None:
             RESULTS.mkdir(parents=True, exist_ok=True)
             runs_file.write_text(json.dumps(runs, indent=1))
         total = time.monotonic() - started
-        runs["_all"] = {
-            "mode": args.mode,
-            "seconds": total,
-            "benches": chosen,
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        if not args.only:  # the time of a whole run; a bench run again alone keeps it, with its own time
+            runs["_all"] = {
+                "mode": args.mode,
+                "seconds": total,
+                "benches": chosen,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
         runs_file.write_text(json.dumps(runs, indent=1))
-        print(f"all benches in {total / 60:.1f} min", flush=True)
+        print(f"{', '.join(chosen)} in {total / 60:.1f} min", flush=True)
     args.plots.mkdir(parents=True, exist_ok=True)
     out = args.out
     if out.exists() and not out.read_text().startswith(MARKER) and not args.replace:
