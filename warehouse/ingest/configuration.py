@@ -56,11 +56,19 @@ class LoaderSettings(WarehouseSettings):
     loader_kafka_timeout: float = Field(30.0, gt=0)
     """Seconds Kafka may stay unreachable before the loader gives up (exit code 3)."""
 
+    loader_refuse_types: str = ""
+    """Comma list of Connect types or logical names (`float64,io.debezium.time.MicroTimestamp`): every
+    message whose row has a field of one goes to the dead letters, naming it. Empty: refuse none."""
+
     @model_validator(mode="after")
     def _topics_present(self) -> LoaderSettings:
         if not self.loader_topics:
             raise ValueError("MIRADOR_LOADER_TOPICS is empty; name at least one topic or regex")
         return self
+
+    @property
+    def refused_types(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.loader_refuse_types.split(",") if name.strip())
 
     @property
     def bootstrap_servers(self) -> str:

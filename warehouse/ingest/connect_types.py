@@ -206,6 +206,16 @@ _LOGICAL: dict[str, ColumnType] = {
 }
 
 
+JSON_TYPE_NAMES = {"float": "float32", "double": "float64"}
+"""The JsonConverter's names of Connect types whose `Schema.Type` name differs."""
+
+
+def connect_type_names(field_schema: dict) -> frozenset[str]:
+    """What a field's type is called: its JSON and Connect type names and its logical name."""
+    kind, name = field_schema.get("type"), field_schema.get("name")
+    return frozenset(n for n in (kind, JSON_TYPE_NAMES.get(kind), name) if isinstance(n, str))
+
+
 def column_type(field_schema: dict) -> ColumnType:
     """The column for one field of a Connect struct schema; `UnsupportedType` names what is not mapped."""
     kind, name = field_schema.get("type"), field_schema.get("name")

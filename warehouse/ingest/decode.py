@@ -18,7 +18,7 @@ import pyarrow as pa
 from confluent_kafka import Message
 
 from warehouse.ingest.catalog import Catalog, raw_table_name, service_of
-from warehouse.ingest.connect_types import ColumnType, column_type
+from warehouse.ingest.connect_types import ColumnType, column_type, connect_type_names
 from warehouse.ingest.exceptions import IncompatibleSchema, PoisonMessage
 
 OPERATIONS = frozenset("cudrt")
@@ -183,8 +183,11 @@ def offset_span(first_offsets: dict[tuple[str, int], int], positions: dict[tuple
 class Decoder:
     """Turns messages into a `Batch`; keeps schema caches across batches."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, refuse: frozenset[str] = frozenset()) -> None:
         self.catalog = catalog
+        self.refuse = refuse
+        """Connect types and logical names whose fields send their messages to the dead letters
+        (`MIRADOR_LOADER_REFUSE_TYPES`)."""
         self._schemas: dict[bytes, TableSchema] = {}
         self._current: dict[str, TableSchema] = {}
         self._kinds: dict[str, str] = {}
@@ -308,6 +311,8 @@ class Decoder:
             return TableSchema(raw, "", [], None, problem=str(err))
         try:
             fields = _row_fields(_ANY.decode(raw))
+            if self.refuse:
+                _refuse(fields, self.refuse)
             columns = [(f["field"], column_type(f)) for f in fields]
             self.catalog.admit(table, columns)
         except (PoisonMessage, IncompatibleSchema) as err:
@@ -371,6 +376,17 @@ def _key_columns(key: bytes | None) -> list[str] | None:
     except msgspec.DecodeError:
         return None
     return [f["field"] for f in fields if isinstance(f, dict) and "field" in f] or None
+
+
+def _refuse(fields: list[dict], refused: frozenset[str]) -> None:
+    """Raise `PoisonMessage` naming the first field (or array element) whose type is refused."""
+    for f in fields:
+        schema, label = f, f["field"]
+        while isinstance(schema, dict):
+            names = connect_type_names(schema)
+            if hit := names & refused:
+                raise PoisonMessage(f"field {label!r} has type {min(hit)!r}, refused by MIRADOR_LOADER_REFUSE_TYPES")
+            schema, label = schema.get("items"), f"{label}[]"
 
 
 _PLAIN_DEFAULTS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "BOOLEAN", "VARCHAR"}

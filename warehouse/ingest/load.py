@@ -73,7 +73,7 @@ class Loader:
         started = time.monotonic()
         warehouse = Warehouse(self.settings, session=self.session)
         stored, raw_columns = warehouse.read_state()
-        self.decoder = Decoder(Catalog(raw_columns))
+        self.decoder = Decoder(Catalog(raw_columns), refuse=self.settings.refused_types)
         self.consumer = consumer = ChangeConsumer(self.settings, stored)
         consumer.discover()
         self.targets = None if self.follow else consumer.high_watermarks(cached=False)
