@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from warehouse.exceptions import StageFailed, TransientError, WarehouseError
 from warehouse.ingest.catalog import Catalog
@@ -34,6 +35,9 @@ class LoadReport:
     lag: int = 0
     stopped: bool = False
     tables: set[str] = field(default_factory=set)
+    last: Landed | None = None
+    """The last batch landed, and when (`last_at`, ISO 8601 UTC): for `mirador status`."""
+    last_at: str | None = None
 
     @property
     def rate(self) -> float:
@@ -183,4 +187,5 @@ class Loader:
         r.already_landed += landed.already_landed
         r.tables |= {f.table for f in work.frames}
         r.lag = self.consumer.lag(self._high())
+        r.last, r.last_at = landed, datetime.now(UTC).isoformat(timespec="microseconds")
         self.progress.batch(landed, work, r)

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from warehouse.build.builder import Builder, BuildResult
-from warehouse.ingest.load import Loader
+from warehouse.ingest.load import Loader, LoadReport
 from warehouse.ingest.progress import Progress
 from warehouse.publish import Publication, current_publication, publish, refresh_watermark, switch
+from warehouse.runtime import status_file
 from warehouse.runtime.configuration import PipelineSettings
 from warehouse.runtime.exceptions import AlreadyRunning
 from warehouse.runtime.session import Session
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTERS_RECOUNT = 30.0
+"""Seconds after which `mirador run` counts the dead letters by topic again for its status file."""
 
 
 @dataclass
@@ -55,7 +59,9 @@ class Pipeline:
         """One build of what changed since the last one, then publication (or a watermark refresh)."""
         if session is None:
             with Session(self.settings, "mirador build") as session:
-                return self.build_and_publish(full_refresh=full_refresh, tests=tests, session=session)
+                cycle = self.build_and_publish(full_refresh=full_refresh, tests=tests, session=session)
+                self.record_status(session, "mirador build", cycle=cycle, tests=cycle.build, dead_letters=True)
+                return cycle
         started = time.perf_counter()
         result = self.builder.build(session.connection, full_refresh=full_refresh, tests=tests)
         publication = None
@@ -108,11 +114,13 @@ class Pipeline:
             thread = threading.Thread(target=follow, name="loader", daemon=True)
             thread.start()
             tested_at, tests_failed = time.monotonic(), False
+            dead_letters_seen, counted_at = None, 0.0
             try:
                 while not stop.is_set():
                     loader.hold.set()  # what arrives meanwhile lands when the cycle is over
                     try:
                         cycle = self.build_and_publish(tests=tests_failed, session=session)
+                        tested = cycle.build if cycle.build.tested and not cycle.build.skipped else None
                         if not cycle.build.skipped:
                             self._log(cycle)
                             if cycle.build.tested:
@@ -120,6 +128,16 @@ class Pipeline:
                         if not tests_failed and time.monotonic() - tested_at >= self.settings.run_test_interval:
                             tested = self.test(session)
                             tested_at, tests_failed = time.monotonic(), not tested.success
+                        # dead letters counted again when the loader wrote some, and now and then (a replay)
+                        recount = (
+                            dead_letters_seen != loader.report.dead_letters
+                            or time.monotonic() - counted_at > DEAD_LETTERS_RECOUNT
+                        )
+                        self.record_status(
+                            session, "mirador run", cycle=cycle, tests=tested, load=loader.report, dead_letters=recount
+                        )
+                        if recount:
+                            dead_letters_seen, counted_at = loader.report.dead_letters, time.monotonic()
                     finally:
                         loader.landed.clear()
                         loader.hold.clear()
@@ -152,6 +170,33 @@ class Pipeline:
             current.tested_through_batch = current.through_batch
             switch(self.settings.published, current)
         return result
+
+    def record_status(
+        self,
+        session: Session,
+        command: str,
+        *,
+        cycle: CycleReport | None = None,
+        tests: BuildResult | None = None,
+        load: LoadReport | None = None,
+        dead_letters: bool = False,
+    ) -> None:
+        """Rewrite the status file `mirador status` reads (sections of what ran; the others kept)."""
+        built = cycle is not None and not cycle.build.skipped
+        published = built and cycle.publication is not None and cycle.build.success
+        letters = None
+        if dead_letters:
+            with session.connection() as conn:
+                letters = status_file.dead_letters(conn)
+        status_file.record(
+            status_file.location(self.settings),
+            command,
+            load=status_file.load_section(load) if load is not None else None,
+            build=status_file.build_section(cycle.build, cycle.seconds) if built else None,
+            publish=status_file.publish_section(cycle.publication, cycle.publish_seconds) if published else None,
+            tests=status_file.tests_section(tests) if tests is not None and not tests.skipped else None,
+            dead_letters=letters,
+        )
 
     @staticmethod
     def _log(cycle: CycleReport) -> None:
