@@ -19,6 +19,7 @@ COMMANDS = {
     "sql": "warehouse.cli:sql",
     "serve": "api.cli:serve",
     "demo": "mirador.demo:demo",
+    "status": "mirador.status.cli:status",
 }
 
 

@@ -90,6 +90,7 @@ def load(mode: str | None, fail_on_dead_letters: bool, show_progress: bool | Non
     from warehouse.ingest.configuration import LoaderSettings
     from warehouse.ingest.load import Loader
     from warehouse.ingest.progress import Progress
+    from warehouse.runtime import status_file
 
     if mode is None:
         raise click.UsageError("say --once (drain and exit) or --follow (run until SIGTERM)")
@@ -97,6 +98,7 @@ def load(mode: str | None, fail_on_dead_letters: bool, show_progress: bool | Non
     stop = threading.Event()
     _stop_on_signals(stop)
     report = Loader(settings, follow=mode == "follow", progress=Progress(interactive=show_progress), stop=stop).run()
+    status_file.record(status_file.location(settings), "mirador load", load=status_file.load_section(report))
     click.echo(
         f"loaded {report.events:,} events from {report.messages:,} messages in {report.batches} batches "
         f"({report.rate:,.0f} events/s) into {settings.warehouse}; dead letters {report.dead_letters:,}, "

@@ -1,0 +1,1 @@
+"""`mirador status`: are the published views fresh, and if not, where is the flow stuck."""
