@@ -12,6 +12,7 @@ COMMANDS = {
     "services": "services.cli:services",
     "simulate": "traffic.cli:simulate",
     "load": "warehouse.cli:load",
+    "deadletters": "warehouse.cli:deadletters",
     "build": "warehouse.cli:build",
     "run": "warehouse.cli:run",
     "verify": "warehouse.cli:verify",

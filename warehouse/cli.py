@@ -5,7 +5,8 @@ Exit codes: 0 done; 1 terminal failure (configuration, a broken file, a bug: the
 stage and offsets), a model or data test failed (nothing was published), or a difference `verify`
 found; 2 usage error; 3 transient failure (Kafka unreachable, the warehouse file held by another
 process past MIRADOR_LOADER_LOCK_TIMEOUT, another `mirador run` already running): run again later;
-4 new dead letters were written and `load --fail-on-dead-letters` was given.
+4 dead letters: new ones were written and `load --fail-on-dead-letters` was given, or some that
+`deadletters replay` tried still fail.
 
 Each command imports the stages it runs when it runs, so `mirador load` (a scheduled job, memory-
 bounded) carries neither dbt nor the services' modules (mirador/cli.py).
@@ -106,6 +107,61 @@ def load(mode: str | None, fail_on_dead_letters: bool, show_progress: bool | Non
         err=True,
     )
     if fail_on_dead_letters and report.dead_letters:
+        sys.exit(EXIT_DEAD_LETTERS)
+
+
+@click.group()
+def deadletters() -> None:
+    """Messages the loader could not load: see them, and after a fix (a release, a setting) land them."""
+
+
+@deadletters.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@reports_failures
+def list_dead_letters(as_json: bool) -> None:
+    """Dead letters per topic, partition and reason: how many, first and last offset and load time."""
+    import json
+
+    from warehouse.ingest.configuration import LoaderSettings
+    from warehouse.ingest.deadletters import summary
+
+    found = summary(LoaderSettings())
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for g in found["groups"]:
+        click.echo(
+            f"{g['topic']}[{g['partition']}]: {g['count']:,} at offsets {g['first_offset']}..{g['last_offset']}, "
+            f"loaded {g['first_loaded_at']} .. {g['last_loaded_at']}\n  {g['stage']}: {g['reason']}"
+        )
+    click.echo(f"{found['dead_letters']:,} dead letters; {found['replayed']:,} replayed before")
+
+
+@deadletters.command()
+@click.option("--topic", help="Only the dead letters of this topic.")
+@click.option("--reason", help="Only the dead letters whose reason contains this text.")
+@reports_failures
+def replay(topic: str | None, reason: str | None) -> None:
+    """Decode the dead letters again with the current decoder and settings and land what now decodes,
+    exactly once, at its original offsets; `mirador build` then brings the views up to date.
+
+    Exit codes: 0 every dead letter tried landed (or none to try); 1 terminal failure; 3 transient (the
+    warehouse held past MIRADOR_LOADER_LOCK_TIMEOUT), run again later; 4 some still fail (they stay,
+    with their new reason).
+    """
+    from warehouse.ingest.configuration import LoaderSettings
+    from warehouse.ingest.deadletters import replay as replay_dead_letters
+
+    report = replay_dead_letters(LoaderSettings(), topic=topic, reason=reason)
+    batches = f"batches {report.batches[0]}..{report.batches[-1]}" if report.batches else "no batch"
+    click.echo(
+        f"replayed {report.replayed:,} of {report.tried:,} dead letters in {batches} "
+        f"({', '.join(sorted(report.tables)) or 'no raw table'}) in {report.seconds:.1f}s; "
+        f"still dead {report.tried - report.replayed:,}"
+    )
+    for text, count in report.still_dead.most_common():
+        click.echo(f"  {count:,}: {text}")
+    if report.still_dead:
         sys.exit(EXIT_DEAD_LETTERS)
 
 

@@ -5,6 +5,8 @@ never disagree:
 - `loader.positions`: per Kafka partition, the next offset to read; the consumer seeks to it.
 - `loader.batches`: one row per landed batch, with the raw tables it changed; builds select from it.
 - `loader.dead_letters`: messages that could not be loaded, with their reason.
+- `loader.replayed_letters`: dead letters that `mirador deadletters replay` landed after a fix, and in
+  which batch.
 - `loader.transactions`: Debezium's transaction markers, per service.
 - `loader.source_progress`, `loader.topic_progress`: per service and per topic, the newest source
   position landed; `read_watermark` turns them into what a publication includes.
@@ -36,6 +38,9 @@ create table if not exists loader.batches (
 create table if not exists loader.dead_letters (
     topic varchar, partition integer, "offset" bigint, key blob, value blob, reason varchar, stage varchar,
     batch_id bigint, loaded_at timestamptz);
+create table if not exists loader.replayed_letters (
+    topic varchar, partition integer, "offset" bigint, reason varchar, stage varchar, dead_batch_id bigint,
+    dead_at timestamptz, batch_id bigint, replayed_at timestamptz);
 create table if not exists loader.transactions (
     service varchar, status varchar, id varchar, txid bigint, lsn bigint, event_count bigint,
     data_collections json, commit_ts timestamptz, topic varchar, partition integer, "offset" bigint,
@@ -132,6 +137,96 @@ def add_dead_letters(
 ) -> int:
     """The batch's dead letters, but for those at offsets landed before; how many were added."""
     return _add_side_rows(conn, "loader.dead_letters", dead, [batch_id, loaded_at], landed_before)
+
+
+# -- Dead letters after a fix (`mirador deadletters`) ---------------------------------------------------
+
+DeadLetterKey = tuple[str, int, int]
+"""(topic, partition, offset)"""
+
+
+def dead_letter_groups(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Per topic, partition and reason: how many dead letters, their first and last offset and load time."""
+    rows = conn.execute(
+        'select topic, partition, reason, stage, count(*), min("offset"), max("offset"), min(loaded_at), '
+        'max(loaded_at) from loader.dead_letters group by all order by topic, partition, min("offset")'
+    ).fetchall()
+    names = ("topic", "partition", "reason", "stage", "count", "first_offset", "last_offset")
+    return [
+        dict(zip(names, row[:7], strict=True)) | {"first_loaded_at": _iso(row[7]), "last_loaded_at": _iso(row[8])}
+        for row in rows
+    ]
+
+
+def count_replayed(conn: duckdb.DuckDBPyConnection) -> int:
+    """How many dead letters were landed by a replay (0 in a ledger from before replays)."""
+    try:
+        return conn.execute("select count(*) from loader.replayed_letters").fetchone()[0]
+    except duckdb.CatalogException:
+        return 0
+
+
+def dead_letters_after(
+    conn: duckdb.DuckDBPyConnection, after: DeadLetterKey | None, topic: str | None, reason: str | None, limit: int
+) -> list[tuple[str, int, int, bytes | None, bytes | None]]:
+    """The next `limit` dead letters after `after` in source order (topic, partition, offset), of
+    `topic` and with `reason` in their reason if given: (topic, partition, offset, key, value)."""
+    t, p, o = after or ("", -1, -1)
+    return conn.execute(
+        'select topic, partition, "offset", key, value from loader.dead_letters '
+        'where (topic > ? or (topic = ? and (partition > ? or (partition = ? and "offset" > ?)))) '
+        "and (? is null or topic = ?) and contains(reason, ?) "
+        'order by topic, partition, "offset" limit ?',
+        [t, t, p, p, o, topic, topic, reason or "", limit],
+    ).fetchall()
+
+
+def revive_dead_letters(
+    conn: duckdb.DuckDBPyConnection, landed: list[DeadLetterKey], batch_id: int, replayed_at: datetime
+) -> None:
+    """Dead letters landed in `batch_id` leave `loader.dead_letters` for `loader.replayed_letters`."""
+    conn.register("mirador_revived", _keys_table(landed))
+    try:
+        conn.execute(
+            'insert into loader.replayed_letters select dead.topic, dead.partition, dead."offset", dead.reason, '
+            "dead.stage, dead.batch_id, dead.loaded_at, ?, ? from loader.dead_letters as dead "
+            'semi join mirador_revived as revived using (topic, partition, "offset")',
+            [batch_id, replayed_at],
+        )
+        conn.execute(
+            "delete from loader.dead_letters as dead using mirador_revived as revived where "
+            'dead.topic = revived.topic and dead.partition = revived.partition and dead."offset" = revived."offset"'
+        )
+    finally:
+        conn.unregister("mirador_revived")
+
+
+def record_new_reasons(conn: duckdb.DuckDBPyConnection, failed: list[tuple[str, int, int, str, str]]) -> None:
+    """Dead letters that failed again, [(topic, partition, offset, reason, stage)]: they keep the new reason."""
+    if not failed:
+        return
+    conn.register("mirador_failed", _keys_table(failed, with_reason=True))
+    try:
+        conn.execute(
+            "update loader.dead_letters as dead set reason = failed.reason, stage = failed.stage "
+            "from mirador_failed as failed where dead.topic = failed.topic and dead.partition = failed.partition "
+            'and dead."offset" = failed."offset"'
+        )
+    finally:
+        conn.unregister("mirador_failed")
+
+
+def _keys_table(rows: list[tuple], with_reason: bool = False) -> pa.Table:
+    import pyarrow as pa
+
+    columns = {
+        "topic": pa.array([r[0] for r in rows], pa.string()),
+        "partition": pa.array([r[1] for r in rows], pa.int32()),
+        "offset": pa.array([r[2] for r in rows], pa.int64()),
+    }
+    if with_reason:
+        columns |= {"reason": pa.array([r[3] for r in rows], pa.string()), "stage": pa.array([r[4] for r in rows])}
+    return pa.table(columns)
 
 
 def add_transactions(

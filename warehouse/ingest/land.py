@@ -84,7 +84,7 @@ class Warehouse:
             ledger.create(conn)
             self._ready = True
             conn.execute("set TimeZone = 'UTC'")
-            return ledger.positions(conn), _raw_columns(conn)
+            return ledger.positions(conn), raw_columns(conn)
 
     def land(self, work: Work) -> Landed:
         """Land a batch in one transaction; retried when a concurrent writer of the same instance
@@ -108,7 +108,7 @@ class Warehouse:
             conn.execute("set TimeZone = 'UTC'")
             conn.execute("begin transaction")
             try:
-                landed = _land(conn, work)
+                landed = land_in_transaction(conn, work)
                 conn.execute("commit")
             except BaseException:
                 try:
@@ -120,7 +120,8 @@ class Warehouse:
         return landed
 
 
-def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+def raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """Each raw table's source columns and their DuckDB types, as the decoder's catalog starts from."""
     metadata = {name for name, _, _ in METADATA}
     tables: dict[str, dict[str, str]] = {}
     for table, column, kind in conn.execute(
@@ -133,11 +134,14 @@ def _raw_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     return tables
 
 
-def _land(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
+def land_in_transaction(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
+    """Land `work` as a new batch in the caller's open transaction, skipping the offsets below the stored
+    positions of its partitions (`work.first_offsets`): a replay of dead letters, whose offsets are behind
+    them by nature, gives none and commits its own bookkeeping with it (warehouse/ingest/deadletters.py)."""
     batch_id = ledger.next_batch_id(conn)
     loaded_at = datetime.now(UTC)
     landed_before = _landed_before(conn, work)
-    actual = _raw_columns(conn)
+    actual = raw_columns(conn)
     keys = ledger.raw_table_keys(conn)
     events = already_landed = dead = 0
     for number, frame in enumerate(work.frames):

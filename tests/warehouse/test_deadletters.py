@@ -1,0 +1,214 @@
+"""`mirador deadletters`: see the dead letters, and after a fix land them exactly once, in source order.
+
+The small scenarios produce copies of a real captured envelope (`heartbeat.jsonl`) straight to a topic
+of their own and dead-letter them with `MIRADOR_LOADER_REFUSE_TYPES`; the last one runs the services.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+import uuid
+
+import duckdb
+import pytest
+from confluent_kafka import Producer
+
+from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
+from tests.warehouse.captures import heartbeat_template
+from tests.warehouse.commands import MIRADOR, loader_env
+from warehouse import ledger
+from warehouse.ingest.deadletters import replay, summary
+from warehouse.ingest.land import connect
+from warehouse.lock import WarehouseLock
+
+REFUSED = "field 'beat_at' has type 'io.debezium.time.ZonedTimestamp', refused by MIRADOR_LOADER_REFUSE_TYPES"
+
+
+def mirador(env: dict, *args: str, refuse: str = "", timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MIRADOR, *args],
+        env=env | {"MIRADOR_LOADER_REFUSE_TYPES": refuse},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dead_letters(env: dict) -> dict:
+    listed = mirador(env, "deadletters", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def landed(path) -> tuple[int, int, int, int, int]:
+    """(rows, distinct offsets, distinct ids, dead letters, replayed letters) of the scratch topic."""
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tables = [
+            r[0] for r in conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchall()
+        ]
+        rows = (0, 0, 0)
+        if tables:
+            (table,) = tables
+            rows = conn.execute(
+                f'select count(*), count(distinct _offset), count(distinct id) from raw."{table}"'
+            ).fetchone()
+        dead = conn.execute("select count(*) from loader.dead_letters").fetchone()[0]
+        replayed = conn.execute("select count(*) from loader.replayed_letters").fetchone()[0]
+    return (*rows, dead, replayed)
+
+
+def test_a_warehouse_from_before_replays_lists_and_replays_its_dead_letters(loader_settings):
+    record = heartbeat_template()
+    with connect(loader_settings.warehouse, loader_settings) as conn:
+        ledger.create(conn)
+        conn.execute("drop table loader.replayed_letters")  # as an older loader left it
+        conn.execute(
+            "insert into loader.dead_letters values (?, 0, 41, ?, ?, 'an older reason', 'decode', 3, now())",
+            [record["topic"], record["key"].encode(), record["value"].encode()],
+        )
+    listed = summary(loader_settings)  # read-only: the file is left as it was
+    assert (listed["dead_letters"], listed["replayed"], listed["groups"][0]["reason"]) == (1, 0, "an older reason")
+    report = replay(loader_settings)
+    assert (report.tried, report.replayed, report.tables, report.still_dead) == (
+        1,
+        1,
+        {"fixtures__mirador__heartbeat"},
+        {},
+    )
+    with duckdb.connect(str(loader_settings.warehouse), read_only=True) as conn:
+        assert conn.execute("select _topic, _offset, id from raw.fixtures__mirador__heartbeat").fetchall() == [
+            (record["topic"], 41, 1)
+        ]
+        assert conn.execute(
+            'select "offset", reason, dead_batch_id, batch_id from loader.replayed_letters'
+        ).fetchall() == [(41, "an older reason", 3, report.batches[0])]
+    assert summary(loader_settings) | {"warehouse": None} == {
+        "warehouse": None,
+        "dead_letters": 0,
+        "replayed": 1,
+        "groups": [],
+    }
+
+
+@pytest.fixture
+def beats(stack_settings, loader_settings):
+    """A scratch topic of heartbeat row changes and a loader environment on it: (env, topic, bootstrap)."""
+    bootstrap = stack_settings.kafka_bootstrap_servers
+    topic = f"dead{uuid.uuid4().hex[:8]}.public.beats"
+    create_topic(bootstrap, topic)
+    env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=bootstrap, MIRADOR_LOADER_BATCH_MESSAGES="2500")
+    yield env, topic, bootstrap
+    delete_topics(bootstrap, [topic])
+
+
+@pytest.mark.stack
+def test_what_still_fails_stays_with_its_new_reason_and_exits_4(beats, loader_settings):
+    env, topic, bootstrap = beats
+    missing = mirador(env, "deadletters", "replay")
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no warehouse at"), missing.stderr
+
+    template = Template(heartbeat_template())
+    produce(bootstrap, topic, [template], 5)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, value=b'{"schema": not json', key=b"x")
+    assert producer.flush(30) == 0
+    produce(bootstrap, topic, [template], 5, first_id=6)
+    load = mirador(env, "load", "--once", "--no-progress", refuse="io.debezium.time.ZonedTimestamp")
+    assert load.returncode == 0, load.stderr
+
+    found = dead_letters(env)
+    assert set(found) == {"warehouse", "dead_letters", "replayed", "groups"}
+    assert found["dead_letters"] == 11 and found["replayed"] == 0
+    refused, corrupt = found["groups"]
+    assert set(refused) == {
+        "topic",
+        "partition",
+        "reason",
+        "stage",
+        "count",
+        "first_offset",
+        "last_offset",
+        "first_loaded_at",
+        "last_loaded_at",
+    }
+    assert (refused["topic"], refused["partition"], refused["reason"], refused["stage"]) == (
+        topic,
+        0,
+        REFUSED,
+        "decode",
+    )
+    assert (refused["count"], refused["first_offset"], refused["last_offset"]) == (10, 0, 10)
+    assert (corrupt["count"], corrupt["first_offset"], corrupt["last_offset"]) == (1, 5, 5)
+    assert corrupt["reason"].startswith("not JSON")
+    assert refused["first_loaded_at"] <= refused["last_loaded_at"] and refused["first_loaded_at"].endswith("+00:00")
+    text = mirador(env, "deadletters", "list")
+    assert f"{topic}[0]: 10 at offsets 0..10" in text.stdout and REFUSED in text.stdout, text.stdout
+
+    # Another setting refuses another field of the same messages: they stay, with the new reason.
+    again = mirador(env, "deadletters", "replay", refuse="int32")
+    assert again.returncode == 4, again.stdout + again.stderr
+    assert "replayed 0 of 11 dead letters" in again.stdout, again.stdout
+    reasons = {g["reason"]: g["count"] for g in dead_letters(env)["groups"]}
+    assert reasons == {
+        "field 'id' has type 'int32', refused by MIRADOR_LOADER_REFUSE_TYPES": 10,
+        corrupt["reason"]: 1,
+    }
+
+    # Lifted, only those of the reason asked for are tried; the corrupt message is not.
+    fixed = mirador(env, "deadletters", "replay", "--topic", topic, "--reason", "'int32'")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "replayed 10 of 10 dead letters" in fixed.stdout, fixed.stdout
+    assert landed(loader_settings.warehouse) == (10, 10, 10, 1, 10)
+    other = mirador(env, "deadletters", "replay", "--topic", "no.such.topic")
+    assert other.returncode == 0 and "replayed 0 of 0" in other.stdout, other.stdout + other.stderr
+
+    still = mirador(env, "deadletters", "replay")
+    assert still.returncode == 4, still.stdout + still.stderr
+    assert f"1: {corrupt['reason']}" in still.stdout, still.stdout
+    assert landed(loader_settings.warehouse) == (10, 10, 10, 1, 10)
+
+    # While another process holds the warehouse past the lock timeout: transient, run again later.
+    with WarehouseLock(loader_settings.warehouse, "the test"):
+        held = mirador(env | {"MIRADOR_LOADER_LOCK_TIMEOUT": "1"}, "deadletters", "replay")
+    error = held.stderr.strip().splitlines()[-1]
+    assert held.returncode == 3 and error.startswith("error: ") and "still held by the test" in error, held.stderr
+    assert "Traceback" not in held.stderr
+
+
+@pytest.mark.stack
+def test_a_replay_killed_9_and_run_again_lands_each_offset_once(beats, loader_settings):
+    env, topic, bootstrap = beats
+    count = 60_000
+    produce(bootstrap, topic, [Template(heartbeat_template())], count)
+    load = mirador(env, "load", "--once", "--no-progress", refuse="io.debezium.time.ZonedTimestamp")
+    assert load.returncode == 0, load.stderr
+    assert landed(loader_settings.warehouse) == (0, 0, 0, count, 0)
+
+    rng, kills = random.Random(21), 0
+    log = loader_settings.warehouse.parent / "replay.log"
+    while kills < 3:
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [MIRADOR, "deadletters", "replay"], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        deadline = time.monotonic() + 120
+        while "replayed batch=" not in log.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if process.poll() is not None:
+            break  # it finished first: the run below checks that nothing more lands
+        process.kill()  # SIGKILL: mid-page, mid-commit or between pages
+        process.wait()
+        kills += 1
+        rows, offsets, ids, dead, replayed = landed(loader_settings.warehouse)
+        assert rows == offsets == ids == replayed and rows + dead == count, (kills, rows, offsets, ids, dead, replayed)
+        assert rows < count, "the replay finished before it was killed"
+    assert kills >= 2
+    final = mirador(env, "deadletters", "replay")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert landed(loader_settings.warehouse) == (count, count, count, 0, count)
+    assert mirador(env, "deadletters", "replay").stdout.startswith("replayed 0 of 0 dead letters")
