@@ -1,4 +1,8 @@
-"""`mirador stack ...`: run the native CDC stack (Postgres, Kafka, Kafka Connect with Debezium)."""
+"""`mirador stack ...`: run the native CDC stack (Postgres, Kafka, Kafka Connect with Debezium).
+
+Exit codes: 0 done (`status`: all up); 1 a failure that says what to fix (`status`: something is down);
+3 Kafka Connect did not answer in time (still starting, or overloaded): run again later.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import httpx
 from pydantic import ValidationError
 
 from cdc import jars
@@ -27,6 +32,21 @@ def _fail(err: StackError) -> None:
     sys.exit(1)
 
 
+def _no_answer(s: StackSettings, err: httpx.HTTPError) -> None:
+    """Kafka Connect's REST API timed out or refused: one line, exit 3."""
+    try:
+        tried = f"{err.request.method} {err.request.url}"
+    except RuntimeError:
+        tried = s.connect_rest_url
+    click.secho(
+        f"error: Kafka Connect did not answer {tried} ({type(err).__name__}: {err}); fix: run the command again "
+        f"once it has started (its log: {s.logs / 'connect.log'})",
+        fg="red",
+        err=True,
+    )
+    sys.exit(3)
+
+
 @click.group()
 def stack() -> None:
     """Run the CDC stack: PostgreSQL, Kafka (KRaft), Kafka Connect with Debezium."""
@@ -41,6 +61,8 @@ def up(no_connectors: bool) -> None:
         result = stack_ops.up(s, connectors=not no_connectors)
     except StackError as err:
         _fail(err)
+    except httpx.HTTPError as err:
+        _no_answer(s, err)
     for name, seconds in result.started.items():
         click.echo(f"started  {name:<11} in {seconds:5.1f}s")
     for name in result.already_running:
@@ -61,7 +83,11 @@ def down() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(as_json: bool) -> None:
     """Show each component, connector and task, and the WAL each slot retains. Exit 1 if any is down."""
-    report = stack_ops.status(settings())
+    s = settings()
+    try:
+        report = stack_ops.status(s)
+    except httpx.HTTPError as err:
+        _no_answer(s, err)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:

@@ -51,8 +51,8 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
     down = [name for name, s in settings.items() if not runner.ready(s)]
     if down:
         fail(
-            f"{', '.join(down)} not ready at {', '.join(settings[n].base_url for n in down)}\n"
-            "  fix: start the services with `mirador services up`"
+            f"{', '.join(down)} not ready at {', '.join(settings[n].base_url for n in down)}; "
+            "fix: start the services with `mirador services up` (they wait for Postgres: `mirador stack up`)"
         )
 
     def tick(second: float, window: Stats) -> None:
@@ -86,8 +86,12 @@ def simulate(rate: float, duration: float, seed: int, concurrency: int) -> None:
             f"{stats.refused:8d} {stats.rejected:9d} {stats.errors:7d}"
         )
     t = report.total
+    # Answers by status (and 5xx by problem type), then the summary, last: scripts read the last line.
+    click.echo("\nstatuses: " + ", ".join(f"{status or 'no answer'} {n}" for status, n in sorted(t.statuses.items())))
+    if t.problems:
+        click.echo("5xx: " + ", ".join(f"{kind} {n}" for kind, n in sorted(t.problems.items())))
     click.echo(
-        f"\n{len(t.latencies)} commands in {report.seconds:.1f}s: {report.rate:.1f} commands/s, "
+        f"{len(t.latencies)} commands in {report.seconds:.1f}s: {report.rate:.1f} commands/s, "
         f"p50 {t.percentile(50):.1f} ms, p99 {t.percentile(99):.1f} ms, "
         f"{t.refused} refused (409/412), {t.rejected} rejected (other 4xx), {t.errors} errors (5xx or no answer)"
     )

@@ -20,10 +20,16 @@ REFUSED = {409, 412}
 class Stats:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)
+    """5xx answers by status and problem type (`503 urn:mirador:problem:database_unavailable`); a 5xx
+    without an RFC 9457 body counts under `<status> -`."""
 
-    def add(self, seconds: float, status: int) -> None:
+    def add(self, seconds: float, status: int, answer: object = None) -> None:
         self.latencies.append(seconds)
         self.statuses[status] += 1
+        if status >= 500:
+            kind = answer.get("type") if isinstance(answer, dict) else None
+            self.problems[f"{status} {kind or '-'}"] += 1
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -90,7 +96,7 @@ async def simulate(
             limit.release()
         seconds = time.perf_counter() - t0
         for stats in (total, by_kind[call.kind], window):
-            stats.add(seconds, status)
+            stats.add(seconds, status, answer)
         follow_ups.extend(shop.learn(call, status, answer if isinstance(answer, dict) else {}))
 
     start = time.perf_counter()

@@ -228,11 +228,13 @@ def verify(timeout: float, limit: int) -> None:
         except AlreadyRunning:
             catch_up = None  # `mirador run` keeps the views fresh: wait for it
         else:
-            pipeline = Pipeline(settings)
+            pipelines: list[Pipeline] = []  # parsed at the first catch-up, after the sources answered
 
             def catch_up() -> None:
                 Loader(settings).run()
-                pipeline.build_and_publish()
+                if not pipelines:
+                    pipelines.append(Pipeline(settings))
+                pipelines[0].build_and_publish()
 
         report = reconcile(StackSettings(), settings.published, timeout=timeout, limit=limit, catch_up=catch_up)
     click.echo(

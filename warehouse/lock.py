@@ -92,7 +92,8 @@ class WarehouseLock:
                     if waited >= self.timeout:
                         os.close(fd)
                         raise TransientError(
-                            f"{self.path} is still held by {describe_holder(self.path)} after {waited:.0f}s"
+                            f"{self.path} is still held by {describe_holder(self.path)} after {waited:.0f}s; "
+                            "fix: run again once it lets go, or wait longer with MIRADOR_LOADER_LOCK_TIMEOUT"
                         ) from None
                     if waited - reminded >= REMIND_SECONDS or reminded == 0.0:
                         log.info("waiting for %s to release %s ...", describe_holder(self.path), self.path.name)

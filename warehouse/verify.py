@@ -133,10 +133,23 @@ class VerifyReport:
     waited_seconds: float = 0.0
 
 
+def connect(stack: StackSettings, service: str) -> psycopg.Connection:
+    """A service's database, or a transient error in one line: which Postgres, what was tried, the fix."""
+    try:
+        return psycopg.connect(postgres.service_dsn(stack, service))
+    except psycopg.OperationalError as err:
+        host, port = postgres.endpoint(stack)
+        reason = str(err).strip().splitlines()[0].removeprefix("connection failed: ")
+        raise TransientError(
+            f"Postgres at {host}:{port} did not let verify read the {service} database ({reason}); fix: start it "
+            "(`mirador stack up`) or set MIRADOR_PG_HOST / MIRADOR_PG_PORT (MIRADOR_PG_DSN), then run again"
+        ) from None
+
+
 def source_lsns(stack: StackSettings) -> dict[str, int]:
     lsns = {}
     for service in SOURCES:
-        with psycopg.connect(postgres.service_dsn(stack, service)) as conn:
+        with connect(stack, service) as conn:
             lsns[service] = conn.execute("select pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
     return {service: int(lsn) for service, lsn in lsns.items()}
 
@@ -163,7 +176,8 @@ def wait_for_watermark(
         if time.monotonic() - started > timeout:
             raise TransientError(
                 f"the published view tables have not caught up with {', '.join(sorted(behind))} after "
-                f"{timeout:.0f}s; is `mirador run` running (or `mirador load --once && mirador build`)?"
+                f"{timeout:.0f}s; fix: keep `mirador run` running (or `mirador load --once && mirador build`), and "
+                "check that Kafka Connect and its connectors run (`mirador stack status`)"
             )
         time.sleep(0.5)
 
@@ -181,7 +195,7 @@ def verify(
     db = duckdb.connect()
     with tempfile.TemporaryDirectory(prefix="mirador-verify-") as scratch:
         for service, tables in SOURCES.items():
-            with psycopg.connect(postgres.service_dsn(stack, service)) as conn:
+            with connect(stack, service) as conn:
                 for table, columns in tables.items():
                     _copy(conn, db, f"{service}_{table}", table, columns, Path(scratch))
     db.execute(f"attach '{publication.path(published)}' as pub (read_only)")

@@ -34,9 +34,10 @@ def describe(settings: ServiceSettings) -> str:
 
 
 def unreachable(settings: ServiceSettings, err: Exception) -> DatabaseUnreachable:
+    reason = str(err).strip().splitlines()[0].removeprefix("connection failed: ")  # psycopg adds a hint line
     return DatabaseUnreachable(
-        f"the {settings.service} service cannot reach its {describe(settings)}: {str(err).strip()}\n"
-        f"  fix: start Postgres (`mirador stack up`), or set MIRADOR_{settings.service.upper()}_DSN "
+        f"the {settings.service} service cannot reach its {describe(settings)}: {reason}; "
+        f"fix: start Postgres (`mirador stack up`), or set MIRADOR_{settings.service.upper()}_DSN "
         "(or MIRADOR_PG_HOST / MIRADOR_PG_PORT / MIRADOR_PG_SERVICE_PASSWORD)"
     )
 

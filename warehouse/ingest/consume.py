@@ -28,6 +28,10 @@ its messages' values (4-5 KB each with the schema) into Python: 1,000 keep that 
 
 TP = tuple[str, int]
 
+LIBRDKAFKA = logging.getLogger("warehouse.ingest.librdkafka")
+"""librdkafka's own log lines (a connection refused, every 50 ms to 1 s while a broker is down). What
+matters among them reaches `error_cb` too, and is reported once from there; these show with `-v`."""
+
 
 class ChangeConsumer:
     def __init__(self, settings: LoaderSettings, stored: dict[TP, int]) -> None:
@@ -50,11 +54,15 @@ class ChangeConsumer:
                 "max.partition.fetch.bytes": 4 * 1024 * 1024,
                 "fetch.wait.max.ms": 100,
                 "client.id": "mirador-loader",
+                "logger": _Debug(LIBRDKAFKA),
+                "error_cb": self._on_client_error,
             }
         )
         self.assigned: set[TP] = set()
         self.next: dict[TP, int] = {}
         self._last_error_log = 0.0
+        self.last_error: KafkaError | None = None
+        """The client's last error (a refused connection, all brokers down), for the message that gives up."""
         self.committed: dict[TP, int] = {tp: offset for tp, offset in stored.items() if self.wants(tp[0])}
         """The last positions told to Kafka, committed again, synchronously, when the loader stops. They
         start as the positions stored in DuckDB: a loader killed between its commit there and Kafka's
@@ -68,7 +76,7 @@ class ChangeConsumer:
         try:
             metadata = self.consumer.list_topics(timeout=self.settings.loader_kafka_timeout)
         except KafkaException as err:
-            raise TransientError(f"Kafka at {self.settings.bootstrap_servers} did not answer: {err}") from err
+            raise self.unreachable("listing its topics", err) from err
         present = {
             (name, p)
             for name, topic in metadata.topics.items()
@@ -101,6 +109,21 @@ class ChangeConsumer:
             messages = [m for m in messages if m.error() is None]
         return messages
 
+    def unreachable(self, doing: str, err: KafkaException | None = None) -> TransientError:
+        """Kafka did not answer: one line naming the broker, what the loader tried, why, and the fix."""
+        cause = self.last_error or (err.args[0] if err is not None and err.args else err)
+        reason = cause.str() if isinstance(cause, KafkaError) else str(cause or "no answer")
+        return TransientError(
+            f"Kafka at {self.settings.bootstrap_servers} did not answer {doing} within "
+            f"{self.settings.loader_kafka_timeout:.0f}s ({reason}); fix: start it (`mirador stack up`) "
+            "or point MIRADOR_KAFKA_BOOTSTRAP at a broker, then run again"
+        )
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        """librdkafka's errors (it keeps reconnecting by itself): remembered, and logged once in 10 s."""
+        self.last_error = err
+        self._warn(err)
+
     def _on_error(self, message: Message) -> None:
         err: KafkaError = message.error()
         if err.fatal():
@@ -110,9 +133,12 @@ class ChangeConsumer:
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             log.info("topic %s is gone; it will be unassigned", message.topic())
             return
+        self._warn(err)
+
+    def _warn(self, err: KafkaError) -> None:
         if time.monotonic() - self._last_error_log > 10:
             self._last_error_log = time.monotonic()
-            log.warning("Kafka: %s", err)
+            log.warning("Kafka at %s: %s", self.settings.bootstrap_servers, err.str())
 
     def advance(self, positions: dict[TP, int]) -> None:
         for tp, offset in positions.items():
@@ -130,7 +156,7 @@ class ChangeConsumer:
             except KafkaException as err:
                 if cached:
                     continue
-                raise TransientError(f"Kafka did not tell the end of {topic}[{partition}]: {err}") from err
+                raise self.unreachable(f"with the end of {topic}[{partition}]", err) from err
             if end is not None and end >= 0:
                 high[(topic, partition)] = end
         return high
@@ -172,3 +198,10 @@ class ChangeConsumer:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class _Debug(logging.LoggerAdapter):
+    """Hands librdkafka's lines to `logger` at debug level, whatever level librdkafka gave them."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
