@@ -7,6 +7,8 @@
     - Order: per key by source LSN (row locks serialise writers of one row, so LSN order is commit
       order per key), Kafka offset breaking ties; events Debezium re-sends after a restart carry their
       old LSN, so they never overtake a newer change, and identical ones collapse.
+    - `_batch_id` is the newest batch with a change of the key (`mirador deadletters replay` lands old
+      changes in new batches), so whatever reads staging by batch sees every row that changed.
     - Deletes stay as rows with `_deleted`, keeping the key's last known values (a delete event carries
       only the key), so an incremental build can replace the key's row and downstream models can tell
       whose figures the deleted row changes (the customer of a deleted order); marts filter them out.
@@ -66,7 +68,10 @@
             arg_max(_deleted, _order) as _deleted,
             max(_lsn) as _lsn,
             arg_max(_commit_ts, _order) as _commit_ts,
-            arg_max(_batch_id, _order) as _batch_id
+            -- the newest batch with a change of the key, not the batch of its newest change: a replayed
+            -- dead letter lands after newer changes of its key and may still change the row (a TOASTed
+            -- value only it carries), and the marts recompute the keys whose `_batch_id` passed theirs
+            max(_batch_id) as _batch_id
         from history
         group by {{ key_list }}
     )

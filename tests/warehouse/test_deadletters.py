@@ -13,12 +13,15 @@ import time
 import uuid
 
 import duckdb
+import httpx
+import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from cdc import postgres
 from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
 from tests.warehouse.captures import heartbeat_template
-from tests.warehouse.commands import MIRADOR, loader_env
+from tests.warehouse.commands import MIRADOR, loader_env, verify
 from warehouse import ledger
 from warehouse.ingest.deadletters import replay, summary
 from warehouse.ingest.land import connect
@@ -212,3 +215,149 @@ def test_a_replay_killed_9_and_run_again_lands_each_offset_once(beats, loader_se
     assert final.returncode == 0, final.stdout + final.stderr
     assert landed(loader_settings.warehouse) == (count, count, count, 0, count)
     assert mirador(env, "deadletters", "replay").stdout.startswith("replayed 0 of 0 dead letters")
+
+
+# -- The services' tables, dead-lettered and replayed -------------------------------------------------
+
+TOKEN = {"Authorization": "Bearer mirador-dev"}
+REFUSE_SERVICES = "io.debezium.time.Date,org.apache.kafka.connect.data.Decimal"
+"""Invoices (their due date and amount), order lines and products (their prices) go to the dead letters."""
+
+
+def _command(method: str, url: str, json: dict | None = None) -> dict:
+    headers = {**TOKEN, "Idempotency-Key": str(uuid.uuid4())}
+    response = httpx.request(method, url, json=json, headers=headers, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def _load_until(env: dict, warehouse, refuse: str, query: str, params: list, timeout: float = 180) -> None:
+    """`load --once` until `query` counts something: Debezium takes a moment to capture a command."""
+    deadline = time.monotonic() + timeout
+    while True:
+        load = mirador(env, "load", "--once", "--no-progress", refuse=refuse, timeout=600)
+        assert load.returncode == 0, load.stderr[-3000:]
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            try:
+                if conn.execute(query, params).fetchone()[0]:
+                    return
+            except duckdb.CatalogException:
+                pass  # its raw table is not there yet
+        assert time.monotonic() < deadline, f"never true after loading: {query} {params}"
+        time.sleep(1)
+
+
+def _dead(topic: str) -> str:
+    return f"select count(*) from loader.dead_letters where topic = '{topic}' and contains(decode(value), ?)"
+
+
+@pytest.mark.stack
+def test_replayed_tables_end_equal_to_postgres_and_verify_passes(pipeline_env, stack_settings):
+    env, urls, home = pipeline_env
+    warehouse = home / "warehouse" / "mirador.duckdb"
+    tag = uuid.uuid4().hex[:8]
+    customer = _command(
+        "POST", f"{urls['customers']}/customers", {"email": f"dl-{tag}@example.com", "name": "Dee", "country": "FR"}
+    )
+    product = _command(
+        "POST", f"{urls['inventory']}/products", {"sku": f"DL-{tag}", "name": "Letter", "list_price": "9.50"}
+    )
+    lines = [{"product_id": product["id"], "quantity": q, "unit_price": "9.50"} for q in (1, 2)]
+    first = _command("POST", f"{urls['orders']}/orders", {"customer_id": customer["id"], "lines": lines})
+    other = _command("POST", f"{urls['orders']}/orders", {"customer_id": customer["id"], "lines": lines[:1]})
+    lines_of = "select count(*) from raw.orders__order_lines where order_id = ?::uuid"
+    _load_until(env, warehouse, "", lines_of, [other["id"]])  # the history so far lands as it is
+
+    # Refused: new invoices (one with a document URL Postgres keeps out of line, TOASTed), a line
+    # deleted, a product changed twice.
+    noise = "".join(random.Random(tag).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=1960))
+    url = f"https://invoices.example.com/{noise}.pdf"
+    due = {"amount": "19.00", "due_date": "2027-01-31"}
+    invoice = _command(
+        "POST",
+        f"{urls['invoices']}/invoices",
+        {"order_id": first["id"], **due, "document_url": f"https://x.example.com/{tag}"},
+    )
+    toasted = _command("POST", f"{urls['invoices']}/invoices", {"order_id": other["id"], **due, "document_url": url})
+    _command("DELETE", f"{urls['orders']}/orders/{first['id']}/lines/2")
+    _command("PATCH", f"{urls['inventory']}/products/{product['id']}", {"name": "Dead Letter"})
+    _load_until(env, warehouse, REFUSE_SERVICES, _dead("invoices.public.invoices"), [toasted["id"]])
+    _command("POST", f"{urls['invoices']}/invoices/{invoice['id']}/pay", {})
+    _command("PATCH", f"{urls['inventory']}/products/{product['id']}", {"list_price": "12.25"})
+    paid = _dead("invoices.public.invoices").replace("count(*)", "count(*) >= 2")
+    _load_until(env, warehouse, REFUSE_SERVICES, paid, [invoice["id"]])
+
+    # Lifted: later changes of the same keys land while the earlier ones are still dead, and a build runs.
+    _command("POST", f"{urls['invoices']}/invoices/{toasted['id']}/pay", {})  # its URL unchanged: not sent
+    _command("POST", f"{urls['inventory']}/products/{product['id']}/retire", {})
+    retired = "select count(*) from raw.inventory__products where id = ?::uuid and retired_at is not null"
+    _load_until(env, warehouse, "", retired, [product["id"]])
+    _load_until(env, warehouse, "", "select count(*) from raw.invoices__invoices where id = ?::uuid", [toasted["id"]])
+    assert mirador(env, "build").returncode == 0
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute(
+            "select document_url, status from staging.stg_invoices__invoices where invoice_id = ?", [toasted["id"]]
+        ).fetchone() == (None, "paid")  # its URL is only in the dead letters yet
+
+    replayed = mirador(env, "deadletters", "replay", timeout=600)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert dead_letters(env)["dead_letters"] == 0
+    build = mirador(env, "build", timeout=600)
+    assert build.returncode == 0 and "built " in build.stdout, build.stdout + build.stderr
+
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        for (table,) in conn.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchall():
+            rows, offsets = conn.execute(
+                f'select count(*), count(distinct (_topic, _partition, _offset)) from raw."{table}"'
+            ).fetchone()
+            assert rows == offsets, table
+        staged = {
+            "invoices": conn.execute(
+                "select invoice_id::varchar, status, document_url, amount::varchar from staging.stg_invoices__invoices "
+                "where invoice_id in (?, ?) order by invoice_id",
+                [invoice["id"], toasted["id"]],
+            ).fetchall(),
+            "order_lines": conn.execute(
+                "select order_id::varchar, line_no, quantity, unit_price::varchar from staging.stg_orders__order_lines "
+                "where order_id in (?, ?) and not _deleted order by order_id, line_no",
+                [first["id"], other["id"]],
+            ).fetchall(),
+            "products": conn.execute(
+                "select product_id::varchar, product_name, list_price::varchar, retired_at is not null "
+                "from staging.stg_inventory__products where product_id = ?",
+                [product["id"]],
+            ).fetchall(),
+        }
+        view = conn.execute(
+            "select line_count, invoice_document_url, is_paid from marts.orders_with_invoices where order_id = ?",
+            [other["id"]],
+        ).fetchone()
+    assert staged == _in_postgres(stack_settings, invoice["id"], toasted["id"], first["id"], other["id"], product["id"])
+    assert view == (1, url, True)
+    verify(env)
+    assert dead_letters(env)["groups"] == []
+
+
+def _in_postgres(stack_settings, invoice: str, toasted: str, first: str, other: str, product: str) -> dict:
+    def rows(database: str, query: str, params: list) -> list[tuple]:
+        with psycopg.connect(postgres.service_dsn(stack_settings, database)) as conn:
+            return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+    return {
+        "invoices": rows(
+            "invoices",
+            "select id::text, status, document_url, amount::text from invoices where id in (%s, %s) order by id",
+            [invoice, toasted],
+        ),
+        "order_lines": rows(
+            "orders",
+            "select order_id::text, line_no, quantity, unit_price::text from order_lines "
+            "where order_id in (%s, %s) order by order_id, line_no",
+            [first, other],
+        ),
+        "products": rows(
+            "inventory",
+            "select id::text, name, list_price::text, retired_at is not null from products where id = %s",
+            [product],
+        ),
+    }
