@@ -2,5 +2,6 @@
 
 consume (partitions at the positions the ledger stores) -> decode (Debezium envelopes, Connect
 types) -> frames (Arrow) -> land (one DuckDB transaction: rows, dead letters, positions); `load`
-runs them batch after batch.
+runs them batch after batch; `deadletters` lands the dead letters again after a fix
+(`mirador deadletters replay`).
 """
