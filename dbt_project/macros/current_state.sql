@@ -4,9 +4,14 @@
     models/staging/_sources.yml) and `_deleted`, `_lsn`, `_commit_ts`, `_batch_id`. The staging model
     that selects from it renames and casts, in plain SQL.
 
-    - Order: per key by source LSN (row locks serialise writers of one row, so LSN order is commit
-      order per key), Kafka offset breaking ties; events Debezium re-sends after a restart carry their
-      old LSN, so they never overtake a newer change, and identical ones collapse.
+    - Order: per key by the source's commit order, then LSN, Kafka offset breaking ties; events
+      Debezium re-sends after a restart carry their old position, so they never overtake a newer
+      change, and identical ones collapse. The commit order is `source.sequence`'s first LSN (the last
+      commit before the change's transaction): an incremental snapshot's read (`mirador resnapshot`)
+      has no `source.lsn` and carries its chunk's closing watermark in `sequence`, while a change
+      committed after that watermark may have an older LSN (its transaction wrote before the chunk was
+      read and committed after), so by LSN alone the read would overwrite it or bring back a row it
+      deleted. Reads take the watermark's LSN as theirs (`position_lsn`).
     - `_batch_id` is the newest batch with a change of the key (`mirador deadletters replay` lands old
       changes in new batches), so whatever reads staging by batch sees every row that changed.
     - Deletes stay as rows with `_deleted`, keeping the key's last known values (a delete event carries
@@ -20,6 +25,7 @@
 #}
 {% macro current_state(source_name, table_name, keys) -%}
 {%- set relation = raw_source(source_name, table_name) -%}
+{%- set lsn = position_lsn() -%}
 {%- set node = graph.sources.get('source.mirador.' ~ source_name ~ '.' ~ table_name) if execute else none -%}
 {%- set value_columns = (node.columns.keys() if node else []) | reject("in", keys) | list -%}
 {%- set key_list = keys | join(", ") -%}
@@ -35,28 +41,33 @@
     touched as (
         select distinct {{ key_list }} from {{ relation }}
         where _op <> 't'
-          and _lsn > (select lsn from truncated)
+          and {{ lsn }} > (select lsn from truncated)
           and _batch_id > (select coalesce(max(_batch_id), -1) from {{ this }})
     ),
     {%- endif %}
 
-    history as (
-        select
-            *,
-            [_lsn, _offset] as _order,
-            coalesce(_unavailable, []) as _unchanged
+    positioned as (
+        select * replace ({{ lsn }} as _lsn)
         from {{ relation }}
         {%- if is_incremental() %}
         semi join touched using ({{ key_list }})
         {%- endif %}
         where _op <> 't'
-          and _lsn > (select lsn from truncated)
+          and {{ lsn }} > (select lsn from truncated)
+    ),
+
+    history as (
+        select
+            *,
+            [coalesce(cast(json_extract_string(_seq, '$[0]') as bigint), _lsn), _lsn, _offset] as _order,
+            coalesce(_unavailable, []) as _unchanged
+        from positioned
     ),
 
     folded as (
-        -- Per key, its newest change (by LSN, then offset) for the flags, and for each column the newest
-        -- version that carries its value: not a delete (it carries only the key) and not an unchanged
-        -- TOAST placeholder. One aggregate, not a window per column; `arg_max_null` keeps a value that
+        -- Per key, its newest change (by commit order, LSN, then offset) for the flags, and for each
+        -- column the newest version that carries its value: not a delete (it carries only the key) and
+        -- not an unchanged TOAST placeholder. One aggregate, not a window per column; `arg_max_null` keeps a value that
         -- is NULL.
         select
             {{ key_list }},
@@ -87,4 +98,13 @@
     {%- set relation = raw_source(source_name, table_name) -%}
     delete from {{ this }} where _lsn < (select coalesce(max(_lsn), -1) from {{ relation }} where _op = 't')
     {%- endif -%}
+{%- endmacro %}
+
+
+{#
+    A change's LSN: `source.lsn`, or for an incremental snapshot's read (which has none) the LSN of
+    the watermark that closed its chunk, which Debezium puts in `source.sequence`.
+#}
+{% macro position_lsn() -%}
+    coalesce(_lsn, cast(json_extract_string(_seq, '$[1]') as bigint))
 {%- endmacro %}
