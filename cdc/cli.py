@@ -82,7 +82,8 @@ def down() -> None:
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(as_json: bool) -> None:
-    """Show each component, connector and task, and the WAL each slot retains. Exit 1 if any is down."""
+    """Show each component (each Connect worker with the tasks it holds), connector and task, and the WAL each
+    slot retains. Exit 1 if any is down."""
     s = settings()
     try:
         report = stack_ops.status(s)
@@ -98,8 +99,13 @@ def status(as_json: bool) -> None:
                 + click.style(f"{c['state']:<5}", fg=colour)
                 + f" {c['mode']:<9} {c['address']:<28} pid {c['pid'] or '-'}"
             )
+        for w in report["workers"]:
+            held = ", ".join(w["tasks"]) or "-"
+            click.echo(f"worker     {w['worker_id']:<20} {w['component'] or '-':<10} tasks {held}")
         for c in report["connectors"]:
-            click.echo(f"connector  {c['name']:<20} {c['state']:<8} tasks {','.join(c['tasks']) or '-'}")
+            placed = zip(c["tasks"], c["task_workers"], strict=True)
+            tasks = [f"{state} on {worker}" if worker else state for state, worker in placed]
+            click.echo(f"connector  {c['name']:<20} {c['state']:<8} tasks {', '.join(tasks) or '-'}")
         for slot in report["slots"]:
             click.echo(
                 f"slot       {slot['slot_name']:<20} {'active' if slot['active'] else 'inactive':<8} "

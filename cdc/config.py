@@ -79,10 +79,16 @@ class StackSettings(BaseSettings):
     """Bring-your-own Kafka Connect REST URL. When set, no worker is started."""
 
     connect_port: int = 18083
-    """REST port of the native Connect worker."""
+    """REST port of the first native Connect worker; worker n listens on this port + n - 1."""
+
+    connect_workers: int = Field(default=1, ge=1, le=9)
+    """Native Connect workers in one distributed group; connectors and tasks rebalance across them."""
+
+    connect_group: str = Field(default="mirador-connect", pattern=r"^[A-Za-z0-9._-]+$")
+    """Group id of the native workers; their internal topics are `<group>-configs`, `-offsets`, `-status`."""
 
     connect_heap: str = "768m"
-    """JVM heap of the Connect worker."""
+    """JVM heap of each Connect worker."""
 
     connect_pg_host: str | None = None
     """Postgres host as the Connect worker sees it; defaults to the cluster's host."""

@@ -38,11 +38,17 @@ def wait_until(
         except Exception:  # noqa: BLE001 - any failure to probe means "not ready yet"
             pass
         if pid is not None and not alive(pid):
-            raise StackError(f"{what} exited during start-up", log=tail(log) if log else None)
+            raise StackError(f"{what} exited during start-up", log=_tail(log) if log else None)
         if time.monotonic() > deadline:
             raise StackError(
                 f"{what} was not healthy after {timeout:.0f}s",
                 "see the log; raise MIRADOR_STARTUP_TIMEOUT on a slow machine",
-                tail(log) if log else None,
+                _tail(log) if log else None,
             )
         time.sleep(interval)
+
+
+def _tail(log: Path) -> str:
+    """The log's last lines; a JVM that died before logging anything said why in its `.out` beside it."""
+    out = log.with_suffix(".out")
+    return tail(out if not log.exists() and out.exists() else log)

@@ -95,7 +95,8 @@ def _owned(settings: StackSettings, name: str) -> bool:
 
 
 def status(settings: StackSettings) -> dict:
-    """Each component's state, each connector's and task's state, each slot's retained WAL."""
+    """Each component's state (each native Connect worker its own), each connector's and task's state and
+    worker, what each worker of the group holds, each slot's retained WAL."""
     components = {}
     pg_up = postgres.accepts_connections(settings)
     components["postgres"] = {
@@ -111,17 +112,9 @@ def status(settings: StackSettings) -> dict:
         "pid": None if settings.kafka_bootstrap else kafka.pid(settings),
         "address": settings.kafka_bootstrap_servers,
     }
-    try:
-        connect_up = connect.healthy(settings)
-    except Exception:  # noqa: BLE001 - down or not answering
-        connect_up = False
-    components["connect"] = {
-        "state": "up" if connect_up else "down",
-        "mode": "external" if settings.connect_url else "native",
-        "pid": None if settings.connect_url else connect.pid(settings),
-        "address": settings.connect_rest_url,
-    }
-    connectors = []
+    components.update(_connect_components(settings))
+    connect_up = any(components[name]["state"] == "up" for name in components if name.startswith(connect.NAME))
+    connectors, workers = [], []
     if connect_up:
         for service in SERVICES:
             state = connect.status(settings, f"mirador-{service}")
@@ -129,8 +122,40 @@ def status(settings: StackSettings) -> dict:
                 {
                     "name": state["name"],
                     "state": state["connector"]["state"],
+                    "worker_id": state["connector"].get("worker_id"),
                     "tasks": [task["state"] for task in state["tasks"]],
+                    "task_workers": [task.get("worker_id") for task in state["tasks"]],
                 }
             )
+        ours = {w.worker_id: w.name for w in connect.workers(settings)} if not settings.connect_url else {}
+        held = connect.assignments(settings)
+        workers = [
+            {"worker_id": worker_id, "component": ours.get(worker_id), "connectors": [], "tasks": []}
+            | held.get(worker_id, {})
+            for worker_id in sorted(set(held) | set(ours))
+        ]
     slots = postgres.slots(settings) if pg_up else []
-    return {"components": components, "connectors": connectors, "slots": slots}
+    return {"components": components, "connectors": connectors, "workers": workers, "slots": slots}
+
+
+def _connect_components(settings: StackSettings) -> dict[str, dict]:
+    """The brought Connect REST URL as one component, or each native worker as its own."""
+
+    def up(url: str) -> bool:
+        try:
+            return connect.healthy(settings, url)
+        except Exception:  # noqa: BLE001 - down or not answering
+            return False
+
+    if settings.connect_url:
+        url = settings.connect_rest_url
+        return {connect.NAME: {"state": "up" if up(url) else "down", "mode": "external", "pid": None, "address": url}}
+    return {
+        worker.name: {
+            "state": "up" if up(worker.url) else "down",
+            "mode": "native",
+            "pid": connect.worker_pid(settings, worker),
+            "address": worker.url,
+        }
+        for worker in connect.workers(settings)
+    }

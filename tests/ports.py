@@ -17,3 +17,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive ports nobody listens on now (Connect workers take a run of them)."""
+    while True:
+        first = free_ports(1)[0]
+        if first + count <= 65536 and not any(_listened(port) for port in range(first + 1, first + count)):
+            return first
+
+
+def _listened(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
