@@ -234,23 +234,25 @@ def test_postgres_writes_logical_wal_for_every_connector(services):
     assert settings["max_slot_wal_keep_size"] == StackSettings().pg_max_slot_wal_keep_size
 
 
-def test_connect_worker_matches_the_native_worker(services):
-    native = dict(
-        line.split("=", 1)
-        for line in connect.WORKER_PROPERTIES.splitlines()
-        if "=" in line and not line.startswith("#")
-    )
-    env = environment(services["connect"])
-    # The Debezium image's entrypoint maps these variables to worker properties.
+CONNECT_IMAGE = re.compile(r"quay\.io/debezium/connect:.*")
+
+
+def connect_workers(compose: dict) -> dict[str, dict]:
+    """The Kafka Connect workers: every service of the Debezium Connect image."""
+    return {name: s for name, s in compose["services"].items() if CONNECT_IMAGE.fullmatch(s.get("image", ""))}
+
+
+def worker_properties(env: dict[str, str]) -> dict[str, str]:
+    """The worker properties the Debezium image's entrypoint writes from a container's environment."""
     effective = {
-        "bootstrap.servers": env["BOOTSTRAP_SERVERS"],
-        "group.id": env["GROUP_ID"],
-        "config.storage.topic": env["CONFIG_STORAGE_TOPIC"],
-        "offset.storage.topic": env["OFFSET_STORAGE_TOPIC"],
-        "status.storage.topic": env["STATUS_STORAGE_TOPIC"],
-        "key.converter": env["KEY_CONVERTER"],
-        "value.converter": env["VALUE_CONVERTER"],
-        "offset.flush.interval.ms": env["OFFSET_FLUSH_INTERVAL_MS"],
+        "bootstrap.servers": env.get("BOOTSTRAP_SERVERS"),
+        "group.id": env.get("GROUP_ID"),
+        "config.storage.topic": env.get("CONFIG_STORAGE_TOPIC"),
+        "offset.storage.topic": env.get("OFFSET_STORAGE_TOPIC"),
+        "status.storage.topic": env.get("STATUS_STORAGE_TOPIC"),
+        "key.converter": env.get("KEY_CONVERTER"),
+        "value.converter": env.get("VALUE_CONVERTER"),
+        "offset.flush.interval.ms": env.get("OFFSET_FLUSH_INTERVAL_MS"),
     }
     effective.update(
         {
@@ -259,24 +261,47 @@ def test_connect_worker_matches_the_native_worker(services):
             if key.startswith("CONNECT_")
         }
     )
-    for key in (
-        "group.id",
-        "config.storage.topic",
-        "offset.storage.topic",
-        "status.storage.topic",
-        "key.converter",
-        "value.converter",
-        "key.converter.schemas.enable",
-        "value.converter.schemas.enable",
-        "offset.flush.interval.ms",
-        "scheduled.rebalance.max.delay.ms",
-        "producer.compression.type",
-        "producer.batch.size",
-    ):
-        assert effective[key] == native[key], f"connect: {key} is {effective[key]!r}, natively {native[key]!r}"
-    assert effective["bootstrap.servers"] == "kafka:9092"
-    # The entrypoint overwrites this one from OFFSET_FLUSH_INTERVAL_MS: setting it would do nothing.
-    assert "CONNECT_OFFSET_FLUSH_INTERVAL_MS" not in env
+    # ADVERTISED_HOST_NAME overwrites CONNECT_REST_ADVERTISED_HOST_NAME; unset, it is the container's IP.
+    effective["rest.advertised.host.name"] = env.get("ADVERTISED_HOST_NAME")
+    return effective
+
+
+def native_worker_properties() -> dict[str, str]:
+    defaults = {"group": StackSettings.model_fields["connect_group"].default, "bootstrap": "", "port": ""}
+    text = connect.WORKER_PROPERTIES.format(plugin_path="", **defaults)
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+SAME_AS_NATIVE = (
+    "group.id",
+    "config.storage.topic",
+    "offset.storage.topic",
+    "status.storage.topic",
+    "key.converter",
+    "value.converter",
+    "key.converter.schemas.enable",
+    "value.converter.schemas.enable",
+    "offset.flush.interval.ms",
+    "scheduled.rebalance.max.delay.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "producer.compression.type",
+    "producer.batch.size",
+)
+
+
+def test_connect_workers_match_the_native_workers(services):
+    native = native_worker_properties()
+    workers = connect_workers({"services": services})
+    assert list(workers) == ["connect", "connect-2"]
+    for name, worker in workers.items():
+        env = environment(worker)
+        effective = worker_properties(env)
+        for key in SAME_AS_NATIVE:
+            assert effective[key] == native[key], f"{name}: {key} is {effective[key]!r}, natively {native[key]!r}"
+        assert effective["bootstrap.servers"] == "kafka:9092"
+        # The entrypoint overwrites this one from OFFSET_FLUSH_INTERVAL_MS: setting it would do nothing.
+        assert "CONNECT_OFFSET_FLUSH_INTERVAL_MS" not in env
 
 
 def test_register_job_brings_its_own_servers_and_registers_the_connectors(services):
@@ -294,7 +319,7 @@ def test_register_job_brings_its_own_servers_and_registers_the_connectors(servic
     fields = set(StackSettings.model_fields)
     for key in env:
         assert key.removeprefix("MIRADOR_").lower() in fields, f"register: {key} is not a mirador setting"
-    assert depends_on(register) == {name: "service_healthy" for name in ("postgres", "kafka", "connect")}
+    assert depends_on(register) == {name: "service_healthy" for name in ("postgres", "kafka", "connect", "connect-2")}
     assert [path.is_file() for path in connect.connector_files()] == [True] * len(SERVICES)
 
 
@@ -549,8 +574,10 @@ def port_problems(compose: dict) -> list[str]:
     infrastructure = {
         "postgres": (stack["pg_port"].default, 5432),
         "kafka": (stack["kafka_port"].default, stack["kafka_port"].default),
-        "connect": (stack["connect_port"].default, 8083),
     }
+    # Worker n of the Connect group, natively on the first worker's port + n - 1.
+    for number, name in enumerate(connect_workers(compose), start=1):
+        infrastructure[name] = (stack["connect_port"].default + number - 1, 8083)
     problems = []
     for name, service in compose["services"].items():
         ports, unparsed = published_ports(name, service)
@@ -644,7 +671,35 @@ def dependency_problems(compose: dict) -> list[str]:
     return problems
 
 
-CHECKS = [command_problems, environment_problems, port_problems, publication_problems, dependency_problems]
+def group_problems(compose: dict) -> list[str]:
+    """The Connect workers are one group: same group id and internal topics, each reachable by the others."""
+    workers = {name: worker_properties(environment(w)) for name, w in connect_workers(compose).items()}
+    problems = [] if len(workers) >= 2 else [f"{len(workers)} Connect worker(s): no other to take over a task"]
+    group = ("group.id", "config.storage.topic", "offset.storage.topic", "status.storage.topic")
+    first, *others = workers.items() if workers else [(None, {})]
+    for name, props in others:
+        problems += [
+            f"{name}: {key} is {props[key]!r}, {first[0]}'s {first[1][key]!r}: not one group"
+            for key in group
+            if props[key] != first[1][key]
+        ]
+    for name, props in workers.items():
+        if props["rest.advertised.host.name"] != name:
+            problems.append(
+                f"{name}: advertises {props['rest.advertised.host.name']!r}, not its service name, "
+                "where the other workers reach it"
+            )
+    return problems
+
+
+CHECKS = [
+    command_problems,
+    environment_problems,
+    port_problems,
+    publication_problems,
+    dependency_problems,
+    group_problems,
+]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
@@ -776,6 +831,30 @@ def _working_file_too(compose):
             "piepline, which is not a service",
         ),
         (
+            "a worker of another group",
+            _env("connect-2", "GROUP_ID", "other-connect"),
+            group_problems,
+            "connect-2: group.id is 'other-connect'",
+        ),
+        (
+            "a worker that advertises the other's name",
+            _env("connect-2", "ADVERTISED_HOST_NAME", "connect"),
+            group_problems,
+            "connect-2: advertises 'connect'",
+        ),
+        (
+            "a lone worker",
+            lambda compose: compose["services"].pop("connect-2"),
+            group_problems,
+            "1 Connect worker(s)",
+        ),
+        (
+            "the second worker on the first one's port",
+            _set("connect-2", "ports", ["127.0.0.1:18083:8083"]),
+            port_problems,
+            "natively 127.0.0.1:18084",
+        ),
+        (
             "a dependency cycle",
             _set("pipeline", "depends_on", {"api": {"condition": "service_healthy"}}),
             dependency_problems,
@@ -802,9 +881,12 @@ def test_the_names_derived_are_the_ones_each_settings_class_reads():
             )
             if kinds not in ([str], [Path], [SecretStr]):
                 continue
-            value = getattr(settings_in(cls, {env_name: "/set-by-env"}), field_name)
+            # A name a pattern allows (a Kafka group id is no path).
+            patterns = [m.pattern for m in cls.model_fields[field_name].metadata if getattr(m, "pattern", None)]
+            probe = "set-by-env" if any(not re.fullmatch(p, "/set-by-env") for p in patterns) else "/set-by-env"
+            value = getattr(settings_in(cls, {env_name: probe}), field_name)
             value = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            assert value == "/set-by-env", f"{cls.__name__}: {env_name} does not set {field_name}"
+            assert value == probe, f"{cls.__name__}: {env_name} does not set {field_name}"
             checked += 1
     assert checked > 20
 
