@@ -17,3 +17,11 @@ class StackError(Exception):
         if self.log:
             text += f"\n  last lines of the log:\n{self.log}"
         return text
+
+
+class UnknownTarget(StackError):
+    """The command names a service or table that does not exist (a usage error)."""
+
+
+class Unreachable(StackError):
+    """A part of the stack does not answer now; the same command may work later."""

@@ -26,12 +26,17 @@ from cdc.processes import require_free_port, tail, wait_until
 log = logging.getLogger(__name__)
 
 SCHEMA = "mirador"
-"""Per-database schema for bookkeeping: the heartbeat table here, migrations from the services."""
+"""Per-database schema for bookkeeping: the heartbeat and signal tables here, migrations from the services."""
 
 PUBLICATION = "mirador"
-"""Every table in `public`, present and future, plus the heartbeat: no connector edit per table."""
+"""Every table in `public`, present and future, plus the heartbeat and the signal table: no connector
+edit per table."""
 
 HEARTBEAT_TABLE = f"{SCHEMA}.heartbeat"
+
+SIGNAL_TABLE = f"{SCHEMA}.debezium_signal"
+"""Debezium's signal table (`signal.data.collection`): a row asks for an incremental snapshot, and the
+connector writes its chunk watermarks here, read back from the WAL (cdc/resnapshot.py)."""
 
 CONFIG = """\
 # Written by mirador; included from postgresql.conf.
@@ -57,6 +62,7 @@ host    replication  {cdc_user}   127.0.0.1/32 scram-sha-256
 ROLE_EXISTS = "select 1 from pg_roles where rolname = %s"
 DATABASE_EXISTS = "select 1 from pg_database where datname = %s"
 PUBLICATION_EXISTS = "select 1 from pg_publication where pubname = %s"
+PUBLISHES = "select 1 from pg_publication_tables where pubname = %s and schemaname = %s and tablename = %s"
 
 
 # -- Binaries and OS user ---------------------------------------------------------------------------
@@ -310,27 +316,38 @@ def _ensure_role(conn: psycopg.Connection, name: str, password: str, replication
 
 
 def _prepare_database(conn: psycopg.Connection, owner: str, cdc: sql.Identifier) -> None:
-    """Least privilege for Debezium: read what it captures, write only its heartbeat."""
+    """Least privilege for Debezium: read what it captures, write only its heartbeat and its watermarks."""
     own = sql.Identifier(owner)
     schema = sql.Identifier(SCHEMA)
     heartbeat = sql.Identifier(SCHEMA, "heartbeat")
+    signal = sql.Identifier(*SIGNAL_TABLE.split("."))
     for statement in (
         sql.SQL("create schema if not exists {} authorization {}").format(schema, own),
         sql.SQL("create table if not exists {} (id int primary key, beat_at timestamptz not null)").format(heartbeat),
         sql.SQL("alter table {} owner to {}").format(heartbeat, own),
+        # The shape Debezium requires; its watermark ids are a UUID and a suffix (42 characters at most).
+        sql.SQL(
+            "create table if not exists {} (id varchar(42) primary key, type varchar(32) not null, data varchar(2048))"
+        ).format(signal),
+        sql.SQL("alter table {} owner to {}").format(signal, own),
         sql.SQL("grant usage on schema public, {} to {}").format(schema, cdc),
         sql.SQL("grant select on all tables in schema public to {}").format(cdc),
         sql.SQL("alter default privileges for role {} in schema public grant select on tables to {}").format(own, cdc),
         sql.SQL("grant select, insert, update on {} to {}").format(heartbeat, cdc),
+        # Debezium only inserts here (the default insert_insert watermarking) and reads the rows from the WAL.
+        sql.SQL("grant insert on {} to {}").format(signal, cdc),
     ):
         conn.execute(statement)
     if not conn.execute(PUBLICATION_EXISTS, (PUBLICATION,)).fetchone():
         # FOR TABLES IN SCHEMA needs a superuser, which is why Debezium does not create it.
         conn.execute(
-            sql.SQL("create publication {} for tables in schema public, table {}").format(
-                sql.Identifier(PUBLICATION), heartbeat
+            sql.SQL("create publication {} for tables in schema public, table {}, {}").format(
+                sql.Identifier(PUBLICATION), heartbeat, signal
             )
         )
+    elif not conn.execute(PUBLISHES, (PUBLICATION, *SIGNAL_TABLE.split("."))).fetchone():
+        # A database bootstrapped before the signal table existed.
+        conn.execute(sql.SQL("alter publication {} add table {}").format(sql.Identifier(PUBLICATION), signal))
 
 
 def slots(settings: StackSettings) -> list[dict]:

@@ -9,6 +9,7 @@ import click
 
 COMMANDS = {
     "stack": "cdc.cli:stack",
+    "resnapshot": "cdc.resnapshot_cli:resnapshot",
     "services": "services.cli:services",
     "simulate": "traffic.cli:simulate",
     "load": "warehouse.cli:load",
