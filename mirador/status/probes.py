@@ -91,8 +91,25 @@ def connectors(stack: StackSettings, timeout: float, services: tuple[str, ...] =
             "state": state["connector"]["state"],
             "tasks": [task["state"] for task in state["tasks"]],
             "trace": traces[0].strip().splitlines()[0] if traces else None,
+            "resnapshot": _resnapshot(url, name, timeout),
         }
     return found
+
+
+def _resnapshot(url: str, name: str, timeout: float) -> dict | None:
+    """The incremental snapshot (`mirador resnapshot`) the connector's committed offsets say is running:
+    the tables still to read, the one being read first; None when none runs or the offsets say nothing."""
+    try:
+        with urllib.request.urlopen(f"{url}/connectors/{name}/offsets", timeout=timeout) as response:
+            offsets = json.load(response).get("offsets") or []
+        offset = offsets[0]["offset"] if offsets else {}
+        collections = json.loads(offset.get("incremental_snapshot_collections") or "[]")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an older Connect without the offsets endpoint, or a worker busy rebalancing
+    tables = [c["incremental_snapshot_collections_id"] for c in collections if isinstance(c, dict)]
+    if not tables:
+        return None
+    return {"tables": tables, "signal_id": offset.get("incremental_snapshot_correlation_id")}
 
 
 def consumer_lag(settings: StatusSettings, timeout: float) -> dict[str, dict]:

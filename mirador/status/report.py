@@ -72,7 +72,7 @@ def gather(settings: StatusSettings, stack: StackSettings, services: tuple[str, 
         "pipeline": pipeline,
         "publication": publication,
         "dead_letters": (pipeline.get("status") or {}).get("dead_letters"),
-        "resnapshots": (pipeline.get("status") or {}).get("resnapshots"),
+        "resnapshots": _resnapshots(answers.get("connect")),
         "unmapped_columns": (pipeline.get("status") or {}).get("unmapped_columns"),
         "down": down,
     }
@@ -193,6 +193,17 @@ def _services(services: tuple[str, ...], answers: dict, publication: dict | None
             },
         }
     return found
+
+
+def _resnapshots(connectors: dict | None) -> dict | None:
+    """Per service, the tables an incremental snapshot still reads (None: Connect did not answer)."""
+    if connectors is None:
+        return None
+    return {
+        service: ", ".join(state["resnapshot"]["tables"])
+        for service, state in connectors.items()
+        if state.get("resnapshot")
+    }
 
 
 def _slot(slot: dict | None) -> dict | None:
