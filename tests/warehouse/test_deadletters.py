@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import time
 import uuid
@@ -19,13 +20,15 @@ import pytest
 from confluent_kafka import Producer
 
 from cdc import postgres
+from mirador.home import PROJECT_ROOT
 from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
 from tests.warehouse.captures import heartbeat_template
 from tests.warehouse.commands import MIRADOR, loader_env, verify
 from warehouse import ledger
+from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.deadletters import replay, summary
 from warehouse.ingest.land import connect
-from warehouse.lock import WarehouseLock
+from warehouse.lock import WarehouseLock, lock_path
 
 REFUSED = "field 'beat_at' has type 'io.debezium.time.ZonedTimestamp', refused by MIRADOR_LOADER_REFUSE_TYPES"
 
@@ -63,15 +66,22 @@ def landed(path) -> tuple[int, int, int, int, int]:
     return (*rows, dead, replayed)
 
 
-def test_a_warehouse_from_before_replays_lists_and_replays_its_dead_letters(loader_settings):
+def _dead_heartbeat(settings, offset: int) -> dict:
+    """A warehouse holding one dead letter: a captured heartbeat change, as an older release refused it."""
     record = heartbeat_template()
-    with connect(loader_settings.warehouse, loader_settings) as conn:
+    with connect(settings.warehouse, settings) as conn:
         ledger.create(conn)
-        conn.execute("drop table loader.replayed_letters")  # as an older loader left it
         conn.execute(
-            "insert into loader.dead_letters values (?, 0, 41, ?, ?, 'an older reason', 'decode', 3, now())",
-            [record["topic"], record["key"].encode(), record["value"].encode()],
+            "insert into loader.dead_letters values (?, 0, ?, ?, ?, 'an older reason', 'decode', 3, now())",
+            [record["topic"], offset, record["key"].encode(), record["value"].encode()],
         )
+    return record
+
+
+def test_a_warehouse_from_before_replays_lists_and_replays_its_dead_letters(loader_settings):
+    record = _dead_heartbeat(loader_settings, 41)
+    with duckdb.connect(str(loader_settings.warehouse)) as conn:
+        conn.execute("drop table loader.replayed_letters")  # as an older loader left it
     listed = summary(loader_settings)  # read-only: the file is left as it was
     assert (listed["dead_letters"], listed["replayed"], listed["groups"][0]["reason"]) == (1, 0, "an older reason")
     report = replay(loader_settings)
@@ -94,6 +104,35 @@ def test_a_warehouse_from_before_replays_lists_and_replays_its_dead_letters(load
         "replayed": 1,
         "groups": [],
     }
+
+
+@pytest.mark.stack
+def test_a_replay_waits_for_mirador_run_to_hand_the_file_over(tmp_path, simulated_home):
+    warehouse, _, env = simulated_home
+    settings = LoaderSettings(warehouse_path=warehouse)
+    _dead_heartbeat(settings, 7)
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen([MIRADOR, "run"], env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not lock_path(warehouse).exists() or "mirador run" not in lock_path(warehouse).read_text():
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        replayed = mirador(env, "deadletters", "replay")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "waiting for mirador run" in replayed.stderr and "replayed 1 of 1" in replayed.stdout
+        # the pipeline took the file back, and hands it over again to the next query
+        check = mirador(env, "sql", "--csv", "select _offset, id from raw.fixtures__mirador__heartbeat")
+        assert check.returncode == 0 and check.stdout.splitlines() == ["_offset,id", "7,1"], check.stderr
+        assert run.poll() is None, log.read_text()[-3000:]
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=120)
+    output = log.read_text()
+    assert run.returncode == 0, output[-3000:]
+    handed = output.index("handing the warehouse file over to mirador deadletters replay")
+    assert "took the warehouse file back" in output[handed:], output[-3000:]
 
 
 @pytest.fixture
