@@ -53,6 +53,9 @@ create table if not exists loader.topic_progress (
     batch_id bigint);
 create table if not exists loader.tables (
     raw_table varchar primary key, topic varchar, service varchar, key_columns varchar[], created_batch bigint);
+create table if not exists loader.unmapped_columns (
+    raw_table varchar, column_name varchar, topic varchar, connect_type varchar, first_batch_id bigint,
+    first_seen_at timestamptz, primary key (raw_table, column_name));
 create table if not exists loader.builds (
     build_id varchar primary key, started_at timestamptz, finished_at timestamptz,
     through_batch bigint, selected varchar, success boolean, seconds double);
@@ -70,6 +73,26 @@ def create(conn: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()[0]
     if renamed:  # the events of offsets landed before, under its earlier name
         conn.execute("alter table loader.batches rename column skipped_replayed to already_landed")
+
+
+# -- Columns the loader cannot map (they land as their JSON text) --------------------------------------
+
+
+def record_unmapped(conn: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str, str]], batch_id: int, at) -> None:
+    """(raw table, column, topic, Connect type) of columns landing as JSON text; the first sighting stays."""
+    conn.executemany(
+        "insert into loader.unmapped_columns values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+        [[*row, batch_id, at] for row in rows],
+    )
+
+
+def unmapped_columns(conn: duckdb.DuckDBPyConnection, after_batch: int = -1) -> list[tuple[str, str, str, int]]:
+    """(raw table, column, Connect type, first batch) of unmapped columns first seen after `after_batch`."""
+    return conn.execute(
+        "select raw_table, column_name, connect_type, first_batch_id from loader.unmapped_columns "
+        "where first_batch_id > ? order by raw_table, column_name",
+        [after_batch],
+    ).fetchall()
 
 
 # -- Positions and batches (the loader) ---------------------------------------------------------------
@@ -167,17 +190,36 @@ def count_replayed(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def dead_letters_after(
-    conn: duckdb.DuckDBPyConnection, after: DeadLetterKey | None, topic: str | None, reason: str | None, limit: int
+    conn: duckdb.DuckDBPyConnection,
+    after: DeadLetterKey | None,
+    topic: str | None,
+    reason: str | None,
+    limit: int,
+    max_bytes: int,
 ) -> list[tuple[str, int, int, bytes | None, bytes | None]]:
-    """The next `limit` dead letters after `after` in source order (topic, partition, offset), of
-    `topic` and with `reason` in their reason if given: (topic, partition, offset, key, value)."""
+    """The next dead letters after `after` in source order (topic, partition, offset), of `topic` and
+    with `reason` in their reason if given: (topic, partition, offset, key, value). At most `limit`,
+    and no more than one past `max_bytes` of values: the sizes are read first, then the bytes."""
     t, p, o = after or ("", -1, -1)
-    return conn.execute(
-        'select topic, partition, "offset", key, value from loader.dead_letters '
+    where = (
         'where (topic > ? or (topic = ? and (partition > ? or (partition = ? and "offset" > ?)))) '
         "and (? is null or topic = ?) and contains(reason, ?) "
+    )
+    params = [t, t, p, p, o, topic, topic, reason or ""]
+    sizes = conn.execute(
+        f'select coalesce(octet_length(value), 0) from loader.dead_letters {where} order by topic, partition, "offset" '
+        "limit ?",
+        [*params, limit],
+    ).fetchall()
+    count = total = 0
+    for (size,) in sizes:
+        count, total = count + 1, total + size
+        if total >= max_bytes:
+            break
+    return conn.execute(
+        f'select topic, partition, "offset", key, value from loader.dead_letters {where} '
         'order by topic, partition, "offset" limit ?',
-        [t, t, p, p, o, topic, topic, reason or "", limit],
+        [*params, count],
     ).fetchall()
 
 

@@ -106,6 +106,16 @@ def test_a_warehouse_from_before_replays_lists_and_replays_its_dead_letters(load
     }
 
 
+def test_a_page_stops_once_its_values_pass_the_batch_bytes(loader_settings):
+    for offset in (3, 1, 2):
+        _dead_heartbeat(loader_settings, offset)
+    report = replay(loader_settings.model_copy(update={"loader_batch_bytes": 1}))
+    assert (report.replayed, len(report.batches)) == (3, 3)
+    with duckdb.connect(str(loader_settings.warehouse), read_only=True) as conn:
+        landed = conn.execute("select _offset, _batch_id from raw.fixtures__mirador__heartbeat order by _offset")
+        assert landed.fetchall() == list(zip((1, 2, 3), report.batches, strict=True))  # in source order
+
+
 @pytest.mark.stack
 def test_a_replay_waits_for_mirador_run_to_hand_the_file_over(tmp_path, simulated_home):
     warehouse, _, env = simulated_home

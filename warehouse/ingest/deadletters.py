@@ -36,7 +36,8 @@ from warehouse.lock import WarehouseLock
 log = logging.getLogger(__name__)
 
 PAGE = 5_000
-"""Dead letters decoded and landed per transaction: a few MB of stored bytes."""
+"""Dead letters decoded and landed per transaction, fewer when their values pass
+`MIRADOR_LOADER_BATCH_BYTES` (memory stays bounded whatever the messages' size)."""
 
 
 @dataclass
@@ -83,7 +84,7 @@ def replay(
         conn.execute("set TimeZone = 'UTC'")
         decoder = Decoder(Catalog(raw_columns(conn)), refuse=settings.refused_types)
         after = None
-        while letters := ledger.dead_letters_after(conn, after, topic, reason, page):
+        while letters := ledger.dead_letters_after(conn, after, topic, reason, page, settings.loader_batch_bytes):
             after = letters[-1][:3]
             _replay_page(conn, decoder, letters, report)
     report.seconds = time.perf_counter() - started
