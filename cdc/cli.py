@@ -24,7 +24,13 @@ def settings() -> StackSettings:
     try:
         return StackSettings()
     except ValidationError as err:
-        raise click.ClickException(f"invalid configuration: {err}") from None
+        # One line per bad setting, named as the user set it (MIRADOR_CONNECT_WORKERS=0 ...).
+        for problem in err.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            key = f"MIRADOR_{where.upper()}: " if where else ""
+            message = problem["msg"].removeprefix("Value error, ")
+            click.secho(f"error: invalid configuration: {key}{message}", fg="red", err=True)
+        sys.exit(1)
 
 
 def _fail(err: StackError) -> None:
