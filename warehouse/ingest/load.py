@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from warehouse.exceptions import StageFailed, TransientError, WarehouseError
+from warehouse.exceptions import StageFailed, WarehouseError
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.consume import ChangeConsumer
@@ -149,9 +149,8 @@ class Loader:
                 self.consumer.advance(batch.positions)
                 quiet_since = time.monotonic()
             elif not self.follow and time.monotonic() - quiet_since > s.loader_kafka_timeout:
-                raise TransientError(
-                    f"no message from Kafka for {s.loader_kafka_timeout:.0f}s while "
-                    f"{self.consumer.lag(self.targets or {})} remain to drain"
+                raise self.consumer.unreachable(
+                    f"with the {self.consumer.lag(self.targets or {}):,} messages left to drain"
                 )
         return batch
 
