@@ -151,8 +151,12 @@ def replay(topic: str | None, reason: str | None) -> None:
     """
     from warehouse.ingest.configuration import LoaderSettings
     from warehouse.ingest.deadletters import replay as replay_dead_letters
+    from warehouse.runtime import status_file
 
-    report = replay_dead_letters(LoaderSettings(), topic=topic, reason=reason)
+    settings = LoaderSettings()
+    report = replay_dead_letters(settings, topic=topic, reason=reason)
+    command = "mirador deadletters replay"
+    status_file.record(status_file.location(settings), command, dead_letters=dict(report.remaining))
     batches = f"batches {report.batches[0]}..{report.batches[-1]}" if report.batches else "no batch"
     click.echo(
         f"replayed {report.replayed:,} of {report.tried:,} dead letters in {batches} "

@@ -147,11 +147,19 @@ def test_a_replay_waits_for_mirador_run_to_hand_the_file_over(tmp_path, simulate
 
 @pytest.fixture
 def beats(stack_settings, loader_settings):
-    """A scratch topic of heartbeat row changes and a loader environment on it: (env, topic, bootstrap)."""
+    """A scratch topic of heartbeat row changes and a loader environment on it, with a scratch home for
+    the status file: (env, topic, bootstrap)."""
     bootstrap = stack_settings.kafka_bootstrap_servers
     topic = f"dead{uuid.uuid4().hex[:8]}.public.beats"
     create_topic(bootstrap, topic)
-    env = loader_env(loader_settings, [topic], MIRADOR_KAFKA_BOOTSTRAP=bootstrap, MIRADOR_LOADER_BATCH_MESSAGES="2500")
+    home = str(loader_settings.warehouse.parent.parent)
+    env = loader_env(
+        loader_settings,
+        [topic],
+        MIRADOR_HOME=home,
+        MIRADOR_KAFKA_BOOTSTRAP=bootstrap,
+        MIRADOR_LOADER_BATCH_MESSAGES="2500",
+    )
     yield env, topic, bootstrap
     delete_topics(bootstrap, [topic])
 
@@ -221,6 +229,8 @@ def test_what_still_fails_stays_with_its_new_reason_and_exits_4(beats, loader_se
     assert still.returncode == 4, still.stdout + still.stderr
     assert f"1: {corrupt['reason']}" in still.stdout, still.stdout
     assert landed(loader_settings.warehouse) == (10, 10, 10, 1, 10)
+    status = json.loads((loader_settings.warehouse.parent.parent / "run" / "pipeline.json").read_text())
+    assert status["dead_letters"] == {topic: 1}  # what `mirador status` shows
 
     # While another process holds the warehouse past the lock timeout: transient, run again later.
     with WarehouseLock(loader_settings.warehouse, "the test"):

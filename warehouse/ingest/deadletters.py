@@ -48,6 +48,8 @@ class ReplayReport:
     tables: set[str] = field(default_factory=set)
     still_dead: Counter = field(default_factory=Counter)
     """Reason -> how many of the dead letters tried failed again."""
+    remaining: dict[str, int] = field(default_factory=dict)
+    """Topic -> dead letters left after the replay, of every topic and reason."""
     seconds: float = 0.0
     lock_wait: float = 0.0
 
@@ -87,6 +89,9 @@ def replay(
         while letters := ledger.dead_letters_after(conn, after, topic, reason, page, settings.loader_batch_bytes):
             after = letters[-1][:3]
             _replay_page(conn, decoder, letters, report)
+        report.remaining = Counter()
+        for group in ledger.dead_letter_groups(conn):
+            report.remaining[group["topic"]] += group["count"]
     report.seconds = time.perf_counter() - started
     return report
 
