@@ -16,13 +16,14 @@ from pathlib import Path
 
 import duckdb
 
-from .changelog import land
+from .changelog import STOCK_COLUMNS, STOCK_TABLE, land
 from .services import CUSTOMER_COLUMNS
 from .test_incremental import _build, _table, builder_for
 
 TABLE = "customers__customers"
 WATERMARK = 85157264
 AT = datetime(2026, 12, 3, tzinfo=UTC)
+STREAM = uuid.uuid4()
 
 
 def _row(key: uuid.UUID, name: str) -> dict:
@@ -37,11 +38,24 @@ def _row(key: uuid.UUID, name: str) -> dict:
     }
 
 
-def _event(offset: int, op: str, row: dict, lsn: int | None, seq: tuple[int | None, int]) -> dict:
+def _stock(version: int) -> dict:
+    return {
+        "stream": STREAM,
+        "version": version,
+        "event_type": "StockIncreased",
+        "quantity": 5,
+        "reason": "received",
+        "command_id": f"command-{version}",
+        "occurred_at": AT,
+        "schema_version": 1,
+    }
+
+
+def _event(offset: int, op: str, row: dict, lsn: int | None, seq: tuple[int | None, int], table: str = TABLE) -> dict:
     first = "null" if seq[0] is None else f'"{seq[0]}"'
     columns = {"id": row["id"]} if op == "d" else row
     return {
-        "_table": TABLE,
+        "_table": table,
         "_op": op,
         "_deleted": op == "d",
         "_snapshot": op == "r",
@@ -60,6 +74,7 @@ def test_reads_land_but_never_over_a_change_committed_after_their_chunk(tmp_path
         _event(2, "c", _row(deleted, "before"), 85147376, (85147376, 85147376)),
         _event(3, "c", _row(repaired, "missed an update"), 85147800, (85147700, 85147800)),
         _event(4, "c", _row(earlier, "before"), 85147900, (85147850, 85147900)),
+        _event(1, "c", _stock(1), 85140000, (85139000, 85140000), STOCK_TABLE),
     ]
     resnapshot = [
         # committed before the chunk's window opened: older than the reads
@@ -79,11 +94,14 @@ def test_reads_land_but_never_over_a_change_committed_after_their_chunk(tmp_path
         # written before the reads, committed after the chunk closed
         _event(11, "u", _row(updated, "after"), 85153496, (85158568, 85153496)),
         _event(12, "d", _row(deleted, "before"), 85153664, (85159192, 85153664)),
+        # the stock stream read again: the event it had stays as it was, one it never had arrives
+        _event(2, "r", _stock(1), None, (WATERMARK, WATERMARK), STOCK_TABLE),
+        _event(3, "r", _stock(2), None, (WATERMARK, WATERMARK), STOCK_TABLE),
     ]
     built = tmp_path / "incremental" / "warehouse.duckdb"
     built.parent.mkdir()
     builder = builder_for(built)
-    tables = {TABLE: CUSTOMER_COLUMNS}
+    tables = {TABLE: CUSTOMER_COLUMNS, STOCK_TABLE: STOCK_COLUMNS}
     for batch in (streamed, resnapshot):
         with duckdb.connect(str(built)) as conn:
             land(conn, tables, batch)
@@ -96,6 +114,10 @@ def test_reads_land_but_never_over_a_change_committed_after_their_chunk(tmp_path
                 "select customer_id, customer_name, _deleted, _lsn from staging.stg_customers__customers"
             ).fetchall()
         }
+        events = conn.execute(
+            "select version, _lsn, _batch_id from staging.stg_inventory__stock_events order by version"
+        ).fetchall()
+    assert events == [(1, 85140000, 1), (2, WATERMARK, 2)]
     assert staged == {
         updated: ("after", False, WATERMARK),
         deleted: ("before", True, WATERMARK),
@@ -109,4 +131,5 @@ def test_reads_land_but_never_over_a_change_committed_after_their_chunk(tmp_path
     shutil.copy(built, full)
     _build(full, full_refresh=True, tests=False)
     with duckdb.connect(str(built), read_only=True) as a, duckdb.connect(str(full), read_only=True) as b:
-        assert _table(a, "stg_customers__customers", "staging") == _table(b, "stg_customers__customers", "staging")
+        for model in ("stg_customers__customers", "stg_inventory__stock_events"):
+            assert _table(a, model, "staging") == _table(b, model, "staging")

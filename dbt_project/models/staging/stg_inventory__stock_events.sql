@@ -3,7 +3,8 @@
 with
 
 source as (
-    select * from {{ raw_source('inventory', 'stock_events') }}
+    -- A resnapshot's read has no LSN of its own: it takes its chunk's closing watermark.
+    select * replace ({{ position_lsn() }} as _lsn) from {{ raw_source('inventory', 'stock_events') }}
     -- The stream is append-only at the source: only creations (and snapshot reads) are events.
     where _op in ('c', 'r')
     {%- if is_incremental() %}
