@@ -32,7 +32,12 @@ def test_settings_the_loader_relies_on(configs):
         assert config["plugin.name"] == "pgoutput"
         assert config["publication.name"] == "mirador"
         assert config["publication.autocreate.mode"] == "disabled"
-        assert config["decimal.handling.mode"] == "precise"
+        # Exact decimals with NaN and infinities, their precision and scale from the source type
+        # (docs/adr/0025-string-decimals-and-every-type.md); intervals keep months and days apart.
+        assert config["decimal.handling.mode"] == "string"
+        assert "NUMERIC" in config["datatype.propagate.source.type"]
+        assert config["interval.handling.mode"] == "string"
+        assert config["include.unknown.datatypes"] == "true"  # else geometric types are left out unsaid
         assert config["provide.transaction.metadata"] == "true"
         assert config["skipped.operations"] == "none"  # truncates are recorded
         assert int(config["heartbeat.interval.ms"]) > 0

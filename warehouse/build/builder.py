@@ -86,6 +86,7 @@ class Builder:
             manifest=self.project.manifest, callbacks=[self.recordings.observe] if self.recordings else None
         )
         self._ledger_ready = False
+        self._unmapped_warned: set[tuple[str, str]] = set()
 
     def build(self, connection: Connection, *, full_refresh: bool = False, tests: bool = True) -> BuildResult:
         """Build what changed since the last successful build (everything on the first one).
@@ -101,12 +102,27 @@ class Builder:
             first = ledger.never_built(conn)
             through, changed = ledger.batches_after(conn, last)
             watermark = ledger.read_watermark(conn)
+            unmapped = ledger.unmapped_columns(conn)
             conn.execute("commit")
+        self._warn_unmapped(unmapped)
         result = BuildResult(_build_id(), through, tested=tests or first or full_refresh, watermark=watermark)
         selected = ["fqn:*"] if first or full_refresh else self.project.sources_of(changed)
         if not result.tested and self._replay(connection, result, self.project.models_of(changed), selected):
             return result
         return self._invoke(connection, result, "build" if result.tested else "run", selected, full_refresh)
+
+    def _warn_unmapped(self, unmapped: list[tuple[str, str, str, int]]) -> None:
+        """Once per builder and column: a raw column of a type the loader does not map holds JSON text."""
+        for table, column, kind, batch in unmapped:
+            if (table, column) not in self._unmapped_warned:
+                self._unmapped_warned.add((table, column))
+                log.warning(
+                    "raw.%s.%s holds JSON text: the loader does not map its type %s (since batch %s)",
+                    table,
+                    column,
+                    kind,
+                    batch,
+                )
 
     def test(self, connection: Connection) -> BuildResult:
         """Run the data tests of what was built since the last tested build (`mirador run` does, every

@@ -107,6 +107,8 @@ def supertype(old: str, new: ColumnType | str, new_kind: str = "") -> str | None
         return "VARCHAR"  # numeric(p,s) became unbounded numeric: exact text holds both
     if old == "VARCHAR" and (new_dec or new_type == "JSON"):
         return "VARCHAR"  # values of the narrower source type still fit the text column exactly
+    if _DECIMAL.match(old) and new_type == "VARCHAR":
+        return "VARCHAR"  # a decimal's text is exact (a numeric column that received a NaN or infinity)
     if old == "JSON" and new_type == "VARCHAR":
         return "VARCHAR"
     if (old, new_type) in {("DATE", "TIMESTAMP"), ("TIMESTAMP", "TIMESTAMP_NS"), ("DATE", "TIMESTAMP_NS")}:

@@ -9,6 +9,7 @@ once. Messages that cannot be loaded become dead letters with their reason; the 
 
 from __future__ import annotations
 
+import logging
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,10 @@ import pyarrow as pa
 from confluent_kafka import Message
 
 from warehouse.ingest.catalog import Catalog, raw_table_name, service_of
-from warehouse.ingest.connect_types import ColumnType, column_type, connect_type_names
-from warehouse.ingest.exceptions import IncompatibleSchema, PoisonMessage
+from warehouse.ingest.connect_types import ColumnType, column_type, connect_type_names, describe, unmapped_column
+from warehouse.ingest.exceptions import IncompatibleSchema, PoisonMessage, UnsupportedType
+
+log = logging.getLogger(__name__)
 
 OPERATIONS = frozenset("cudrt")
 OLD_KEY_HEADER = "__debezium.oldkey"
@@ -90,6 +93,8 @@ class TableSchema:
     prefix_len: int = 0
     defaults: dict[str, Any] = field(default_factory=dict)
     """Constant source defaults of plain columns; a column added later backfills older rows with it."""
+    unmapped: dict[str, str] = field(default_factory=dict)
+    """Columns of a type the loader cannot map -> that type; they land as their JSON text."""
 
 
 class Group:
@@ -313,11 +318,20 @@ class Decoder:
             fields = _row_fields(_ANY.decode(raw))
             if self.refuse:
                 _refuse(fields, self.refuse)
-            columns = [(f["field"], column_type(f)) for f in fields]
+            columns, unmapped = [], {}
+            for f in fields:
+                try:
+                    columns.append((f["field"], column_type(f)))
+                except UnsupportedType:
+                    columns.append((f["field"], unmapped_column(f["field"])))
+                    unmapped[f["field"]] = describe(f)
             self.catalog.admit(table, columns)
         except (PoisonMessage, IncompatibleSchema) as err:
             return TableSchema(raw, table, [], None, problem=err.reason)
+        for name, kind in unmapped.items():
+            log.warning("raw.%s.%s: the loader does not map %s; the column lands as its JSON text", table, name, kind)
         schema = _table_schema(raw, table, columns)
+        schema.unmapped = unmapped
         schema.defaults = {
             f["field"]: f["default"]
             for f, (_, c) in zip(fields, columns)
@@ -407,7 +421,7 @@ def _table_schema(raw: msgspec.Raw, table: str, columns: list[tuple[str, ColumnT
     names = [f"c{i}" for i in range(len(columns))]
     row = msgspec.defstruct(
         "Row",
-        [(n, c.spec | None, None) for n, (_, c) in zip(names, columns)],
+        [(n, c.spec if c.spec is msgspec.Raw else c.spec | None, None) for n, (_, c) in zip(names, columns)],
         rename=dict(zip(names, (name for name, _ in columns))),
         gc=False,
     )

@@ -6,13 +6,17 @@ for a group (topic, batch id, load time) is added by the landing SQL, not repeat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.ingest.catalog import service_of
+from warehouse.ingest.connect_types import has_numeric_special
 from warehouse.ingest.decode import Batch, DeadLetter, Group, Transaction, offset_span
+
+log = logging.getLogger(__name__)
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -30,6 +34,8 @@ class Frame:
     data: pa.Table
     max_lsn: int | None
     max_commit_us: int | None
+    unmapped: dict[str, str] = field(default_factory=dict)
+    """Columns of a type the loader cannot map (landing as JSON text) -> that type."""
 
 
 ARROW_CHUNK = 5_000
@@ -100,7 +106,35 @@ def group_frame(group: Group) -> Frame:
         pa.Table.from_batches(group.chunks),
         group.max_lsn,
         group.max_commit_us,
+        dict(schema.unmapped),
     )
+
+
+def numeric_specials_as_text(frames: list[Frame], catalog_tables: dict[str, dict[str, str]]) -> None:
+    """A DECIMAL column that receives a NaN or an infinity becomes exact text, from this batch on.
+
+    DuckDB's DECIMAL has no NaN or infinities; Postgres's numeric has. The raw column widens to
+    VARCHAR (its DECIMAL values become their exact text) and the catalog remembers it, so every later
+    batch lands the column as text as well.
+    """
+    for frame in frames:
+        tables = catalog_tables.setdefault(frame.table, {})
+        columns = []
+        for name, column in frame.columns:
+            if column.text is not None:
+                if tables.get(name) != column.text.duckdb and has_numeric_special(frame.data[name]):
+                    log.warning(
+                        "raw.%s.%s: a NaN or infinity arrived; the column widens from %s to exact text (%s)",
+                        frame.table,
+                        name,
+                        tables.get(name, column.duckdb),
+                        column.text.duckdb,
+                    )
+                    tables[name] = column.text.duckdb
+                if tables.get(name) == column.text.duckdb:
+                    column = column.text
+            columns.append((name, column))
+        frame.columns = columns
 
 
 def dead_letter_table(dead: list[DeadLetter]) -> pa.Table:
@@ -170,6 +204,7 @@ class Work:
 def prepare(batch: Batch, catalog_tables: dict[str, dict[str, str]], caught_up: set[str]) -> Work:
     convert(batch)
     frames = [group_frame(g) for g in batch.groups.values()]
+    numeric_specials_as_text(frames, catalog_tables)
     desired = {f.table: dict(catalog_tables.get(f.table, {})) for f in frames}
     return Work(
         frames,

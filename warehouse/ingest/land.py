@@ -153,6 +153,9 @@ def land_in_transaction(conn: duckdb.DuckDBPyConnection, work: Work) -> Landed:
         conn.unregister(name)
         events += count
         already_landed += frame.data.num_rows - count
+    unmapped = [(f.table, column, f.topic, kind) for f in work.frames for column, kind in f.unmapped.items()]
+    if unmapped:
+        ledger.record_unmapped(conn, unmapped, batch_id, loaded_at)
     if work.dead is not None:
         dead = ledger.add_dead_letters(conn, work.dead, batch_id, loaded_at, landed_before)
     if work.transactions is not None:
