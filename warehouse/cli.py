@@ -1,5 +1,6 @@
 """The warehouse's commands: `mirador load`, `build` and `run` keep the view tables fresh and published;
-`mirador verify`, `views` and `sql` read what they hold.
+`mirador verify`, `views` and `sql` read what they hold; `mirador deadletters` shows what the loader
+could not load and, after a fix, lands it.
 
 Exit codes: 0 done; 1 terminal failure (configuration, a broken file, a bug: the message names the
 stage and offsets), a model or data test failed (nothing was published), or a difference `verify`
