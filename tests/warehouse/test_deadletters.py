@@ -22,7 +22,7 @@ from confluent_kafka import Producer
 from cdc import postgres
 from mirador.home import PROJECT_ROOT
 from tests.warehouse.backlog import Template, create_topic, delete_topics, produce
-from tests.warehouse.captures import heartbeat_template
+from tests.warehouse.captures import captured, heartbeat_template
 from tests.warehouse.commands import MIRADOR, loader_env, verify
 from warehouse import ledger
 from warehouse.ingest.configuration import LoaderSettings
@@ -114,6 +114,26 @@ def test_a_page_stops_once_its_values_pass_the_batch_bytes(loader_settings):
     with duckdb.connect(str(loader_settings.warehouse), read_only=True) as conn:
         landed = conn.execute("select _offset, _batch_id from raw.fixtures__mirador__heartbeat order by _offset")
         assert landed.fetchall() == list(zip((1, 2, 3), report.batches, strict=True))  # in source order
+
+
+def test_a_transaction_and_its_changes_replay_into_their_tables(loader_settings):
+    records = captured("transaction")
+    with connect(loader_settings.warehouse, loader_settings) as conn:
+        ledger.create(conn)
+        for r in records:
+            conn.execute(
+                "insert into loader.dead_letters values (?, ?, ?, ?, ?, 'refused', 'decode', 1, now())",
+                [r["topic"], r["partition"], r["offset"], (r["key"] or "").encode() or None, r["value"].encode()],
+            )
+    report = replay(loader_settings)
+    assert (report.tried, report.replayed, report.still_dead) == (len(records), len(records), {})
+    changes = [r["offset"] for r in records if r["topic"] == "fixtures.public.all_types"]
+    markers = [r["offset"] for r in records if r["topic"] == "fixtures.transaction"]
+    with duckdb.connect(str(loader_settings.warehouse), read_only=True) as conn:
+        raw = conn.execute("select _offset from raw.fixtures__all_types order by 1").fetchall()
+        transactions = conn.execute('select status, "offset" from loader.transactions order by 2').fetchall()
+    assert [o for (o,) in raw] == changes
+    assert transactions == [("BEGIN", markers[0]), ("END", markers[1])]
 
 
 @pytest.mark.stack

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from confluent_kafka import Message
 
@@ -141,7 +142,7 @@ def _replay_page(conn, decoder: Decoder, letters: list[tuple], report: ReplayRep
     )
 
 
-def _existing(settings: LoaderSettings):
+def _existing(settings: LoaderSettings) -> Path:
     if not settings.warehouse.exists():
         raise TerminalError(f"no warehouse at {settings.warehouse} yet: run `mirador load --once` first")
     return settings.warehouse
