@@ -3,11 +3,12 @@ publication, for the API's workers to read (ADR 20).
 
 DuckDB answers a point lookup in ~0.5 ms and a page in ~5 ms; SQLite in 7 us and 180 us. So one
 refresher process follows `current.json` and applies each publication to a SQLite file in WAL mode:
-only the rows its `_changes__<view>` tables name (the refresh grows with the rows changed, not with
-the view); the whole view, compared row by row, when the publication copied it whole or the copy has
-not seen the build its changes count from. Each row keeps its JSON, serialized once here, so a page
-is a concatenation. Every applied publication is a row of `_builds`, and every row that really
-changed is logged in `_changes` (key, before, after), which the live stream reads.
+only the rows whose keys its `_changes__<view>` tables name since the publication before it, and
+those of the publications between that one and the copy's, when the copy skipped some (the refresh
+grows with the rows changed, not with the view); the whole view, compared row by row, only without
+such a chain (the first publication, a changed schema, files pruned). Each row keeps its JSON,
+serialized once here, so a page is a concatenation. Every applied publication is a row of `_builds`,
+and every row that really changed is logged in `_changes` (key, before, after), which the live stream reads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 import sqlite3
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -73,6 +73,10 @@ def _shape(view: View) -> tuple:
     return [(c.name, c.duckdb_type) for c in view.columns], view.primary_key, view.indexed, view.default_order
 
 
+MAX_SKIPPED = 20
+"""Publications skipped by the copy that a refresh still follows by their changes."""
+
+
 class Refresher:
     """Keeps the serving copy at the current publication."""
 
@@ -80,13 +84,10 @@ class Refresher:
         self.published, self.keep = published, keep
         self.conn = connect(serving)
         self.conn.executescript(SCHEMA)
-        self.noticed: dict[str, datetime] = {}
-        """Build id -> when it was published, of each publication seen current, applied or not."""
         self.applied: dict[str, str] = {}
         """How the last publication applied reached each view (for the log)."""
 
     def run(self, stop: threading.Event, poll: float = 0.01) -> None:
-        threading.Thread(target=self._watch, args=(stop, poll), name="publication watcher", daemon=True).start()
         seen = None
         while not stop.is_set():
             try:
@@ -102,38 +103,6 @@ class Refresher:
                     stop.wait(0.2)
             stop.wait(poll)
 
-    def _watch(self, stop: threading.Event, poll: float) -> None:
-        """Notice every publication made current, also while one is being applied: a later one can then
-        be applied by its changes even when the build they count from was skipped (see `_follows`)."""
-        seen = None
-        while not stop.is_set():
-            try:
-                stamp = (self.published / "current.json").stat().st_mtime_ns
-                if stamp != seen and (publication := current_publication(self.published)):
-                    self._notice(publication)
-                seen = stamp
-            except (OSError, ValueError):
-                pass
-            stop.wait(poll)
-
-    def _notice(self, publication: Publication) -> None:
-        self.noticed.setdefault(publication.build_id, datetime.fromisoformat(publication.published_at))
-        if len(self.noticed) > 2 * self.keep:
-            for old in list(self.noticed)[: self.keep]:
-                self.noticed.pop(old, None)
-
-    def _follows(self, newest: tuple | None, base: str) -> bool:
-        """The copy holds `newest` (seq, build id, published at), published after `base`: a publication's
-        changes since `base` then name every row that differs from the copy, as when the copy has applied
-        `base`. Without this, one skipped publication (the refresher busy past the next switch) made the
-        next apply compare the whole view, which took longer still, and the copy fell behind for good."""
-        return (
-            newest is not None
-            and base in self.noticed
-            and newest[2] is not None
-            and datetime.fromisoformat(newest[2]) > self.noticed[base]
-        )
-
     def latest(self) -> tuple[int, str, str] | None:
         return self.conn.execute("select seq, build_id, watermark from _builds order by seq desc limit 1").fetchone()
 
@@ -142,7 +111,6 @@ class Refresher:
         publication = current_publication(self.published)
         if publication is None:
             return None
-        self._notice(publication)
         latest = self.latest()
         watermark = json.dumps(publication.watermark, sort_keys=True)
         if latest and latest[1] == publication.build_id:
@@ -154,7 +122,7 @@ class Refresher:
             return latest[0]
         started = time.perf_counter()
         with duckdb.connect(str(publication.path(self.published)), read_only=True) as source:
-            changed = self._apply(source, publication, watermark)
+            changed = self._apply(source, publication, watermark, latest[1] if latest else None)
         log.info(
             "serving %s: %d rows changed in %.1f ms (%s)",
             publication.build_id,
@@ -164,7 +132,10 @@ class Refresher:
         )
         return self.latest()[0]
 
-    def _apply(self, source: duckdb.DuckDBPyConnection, publication: Publication, watermark: str) -> int:
+    def _apply(
+        self, source: duckdb.DuckDBPyConnection, publication: Publication, watermark: str, held: str | None
+    ) -> int:
+        """Apply `publication` (open as `source`) to the copy, which holds build `held`."""
         build_id, catalog, changes = source.execute("select build_id, catalog, changes from _publication").fetchone()
         catalog, changes = json.loads(catalog or "{}"), json.loads(changes or "{}")
         columns: dict[str, list[tuple[str, str]]] = {}
@@ -173,11 +144,8 @@ class Refresher:
             "current_database() order by table_name, column_index"
         ).fetchall():
             columns.setdefault(table, []).append((name, kind))
-        seen = {row[0] for row in self.conn.execute("select build_id from _builds")}
-        self.applied: dict[str, str] = {}
-        newest = self.conn.execute(
-            "select seq, build_id, published_at from _builds order by seq desc limit 1"
-        ).fetchone()
+        self.applied = {}
+        chain = _Chain(source, self.published, held)
         db = self.conn
         db.execute("begin immediate")
         try:
@@ -209,16 +177,10 @@ class Refresher:
                 ).fetchone() or (None, None)
                 if not same_shape:
                     self._create(view)
-                since = changes.get(name)
-                if (
-                    same_shape
-                    and since is not None
-                    and (since in seen or self._follows(newest, since))
-                    and f"_changes__{name}" in columns
-                    and (applied := self._apply_changes(source, view, seq, self._seq_of(since))) is not None
-                ):
-                    count, added = applied
-                    self.applied[name] = f"by the changes since {since}"
+                named = chain.tables(name, changes.get(name)) if same_shape else None
+                if named is not None:
+                    count, added = self._apply_changes(source, view, seq, named)
+                    self.applied[name] = f"by the changes of {len(named)} publication{'s' * (len(named) > 1)}"
                     rows += added  # counting the table would cost as much as the rows it holds
                 else:
                     count, _ = self._apply_whole(source, view, seq)
@@ -258,86 +220,65 @@ class Refresher:
             self.conn.execute(f"create index {quote(f'view__{view.name}__{number}')} on {table} ({names})")
 
     def _rows(self, source: duckdb.DuckDBPyConnection, view: View, where: str = "") -> list[tuple]:
-        names = ", ".join(quote(c.name) for c in view.columns)
+        # UUIDs as text in DuckDB: Python's uuid objects cost more than the rest of the row.
+        names = ", ".join(
+            f"{quote(c.name)}::varchar" if c.duckdb_type == "UUID" else quote(c.name) for c in view.columns
+        )
         return source.execute(f"select {names} from {quote(view.name)} {where}").fetchall()
 
-    def _seq_of(self, build_id: str) -> int:
-        """The last of the copy's publications at or before `build_id`: what it held when that one was current."""
-        if found := self.conn.execute("select seq from _builds where build_id = ?", [build_id]).fetchone():
-            return found[0]
-        noticed = self.noticed[build_id]
-        return max(
-            (
-                seq
-                for seq, published in self.conn.execute("select seq, published_at from _builds")
-                if published is not None and datetime.fromisoformat(published) <= noticed
-            ),
-            default=0,
-        )
-
     def _apply_changes(
-        self, source: duckdb.DuckDBPyConnection, view: View, seq: int, since_seq: int
-    ) -> tuple[int, int] | None:
-        """Apply a publication's changes since its base; None when the view must be compared whole."""
+        self, source: duckdb.DuckDBPyConnection, view: View, seq: int, named: list[str]
+    ) -> tuple[int, int]:
+        """Bring the view from the copy's publication to this one: the keys the `named` change tables
+        name, read from this publication (gone where it has no row for them)."""
         key_columns = [c for c in view.columns if c.name in view.primary_key]  # in the copy's order
         keys = ", ".join(quote(c.name) for c in key_columns)
-        changes = quote(f"_changes__{view.name}")
-        # A row the copy added after the base and the marts deleted since is in neither the base nor this
-        # publication, so the changes cannot name it: the copy looks for those keys among its own changes
-        # since the base, and each one this publication does not hold goes.
-        listed = {
-            tuple(c.stored(v) for c, v in zip(key_columns, row, strict=True))
-            for row in source.execute(f"select {keys} from {changes}").fetchall()
-        }
-        added_since = {
-            tuple(orjson.loads(k))
-            for (k,) in self.conn.execute(
-                "select distinct key from _changes where view = ? and seq > ? and before is null and after is not null",
-                [view.name, since_seq],
-            )
-        } - listed
-        vanished: list[tuple] = []
-        if added_since:
-            if any(c.kind not in ("text", "integer") for c in key_columns):
-                return None  # keys compared as text below: only where that is exact
-            candidates = list(added_since)
-            for start in range(0, len(candidates), 500):
-                chunk = candidates[start : start + 500]
-                rows = ", ".join("(" + ", ".join("?" * len(key_columns)) + ")" for _ in chunk)
-                match = " and ".join(f"cast(v.{quote(c.name)} as varchar) = t.k{i}" for i, c in enumerate(key_columns))
-                names = ", ".join(f"k{i}" for i in range(len(key_columns)))
-                held = {
-                    tuple(r)
-                    for r in source.execute(
-                        f"select {names} from (values {rows}) t({names}) where exists "
-                        f"(select 1 from {quote(view.name)} v where {match})",
-                        [str(v) for key in chunk for v in key],
-                    ).fetchall()
-                }
-                vanished += [key for key in chunk if tuple(str(v) for v in key) not in held]
+        keyed = " union all ".join(f"select {keys} from {table}" for table in named)
         # The keys are matched on the key columns alone, then the rows fetched by rowid: publish appends
         # what changed, so the rowids' range prunes the scan of the other columns to its last row groups
         # (a semi join on the whole rows read every column of the view: 260 ms a publication at 1M rows).
         upserted = self._rows(
             source,
             view,
-            f"where rowid in (select rowid from {quote(view.name)} semi join "
-            f"(select {keys} from {changes} where not _deleted) using ({keys}))",
+            f"where rowid in (select rowid from {quote(view.name)} semi join ({keyed}) using ({keys}))",
         )
         gone = [
             tuple(c.stored(v) for c, v in zip(key_columns, row, strict=True))
-            for row in source.execute(f"select {keys} from {changes} where _deleted").fetchall()
+            for row in source.execute(
+                f"select distinct {keys} from ({keyed}) anti join {quote(view.name)} using ({keys})"
+            ).fetchall()
         ]
         positions = [i for i, c in enumerate(view.columns) if c.name in view.primary_key]
-        return self._write(view, seq, upserted, gone + vanished, positions, stored_keys=True)
+        return self._write(view, seq, upserted, gone, positions, stored_keys=True)
 
     def _apply_whole(self, source: duckdb.DuckDBPyConnection, view: View, seq: int) -> tuple[int, int]:
         rows = self._rows(source, view)
         positions = [i for i, c in enumerate(view.columns) if c.name in view.primary_key]
         keys = ", ".join(quote(k) for k in view.primary_key)
         present = {tuple(r[:-1]) for r in self.conn.execute(f"select {keys}, 1 from {table_of(view.name)}")}
+        if not present:
+            return self._insert(view, seq, rows, positions)
         incoming = {tuple(view.columns[i].stored(row[i]) for i in positions) for row in rows}
         return self._write(view, seq, rows, [k for k in present if k not in incoming], positions, stored_keys=True)
+
+    def _insert(self, view: View, seq: int, rows: list[tuple], positions: list[int]) -> tuple[int, int]:
+        """Rows into an empty table (the first publication, a new schema): no row to compare with, so in
+        bulk, a few microseconds a row."""
+        names = [quote(c.name) for c in view.columns]
+        columns, dumps, name = view.columns, orjson.dumps, view.name
+        stored = [[c.stored(v) for c, v in zip(columns, row, strict=True)] for row in rows]
+        self.conn.executemany(
+            f"insert into {table_of(name)} ({', '.join(names)}, _json) values ({', '.join('?' * (len(names) + 1))})",
+            (
+                [*values, dumps({c.name: shown(v) for c, v in zip(columns, row, strict=True)})]
+                for values, row in zip(stored, rows, strict=True)
+            ),
+        )
+        self.conn.executemany(
+            "insert into _changes (seq, view, key, before, after) values (?, ?, ?, null, ?)",
+            ([seq, name, dumps([values[i] for i in positions]).decode(), dumps(values).decode()] for values in stored),
+        )
+        return len(rows), len(rows)
 
     def _write(
         self,
@@ -392,3 +333,43 @@ class Refresher:
             changed += 1
             added -= 1
         return changed, added
+
+
+class _Chain:
+    """The change tables that lead from the copy's publication to the one being applied: its own
+    `_changes__<view>`, counted from the publication before it, then, for each publication the copy
+    skipped (busy applying when it was current), that one's, from its file, attached to `source`."""
+
+    def __init__(self, source: duckdb.DuckDBPyConnection, directory: Path, held: str | None) -> None:
+        self.source, self.directory, self.held = source, directory, held
+        self.attached: dict[str, tuple[str, dict] | None] = {}
+
+    def tables(self, view: str, since: str | None) -> list[str] | None:
+        """None when the chain is broken: no publication before, a schema change, a file pruned."""
+        found = [quote(f"_changes__{view}")]
+        while since != self.held:
+            if since is None or self.held is None or len(found) > MAX_SKIPPED or not (at := self._attach(since)):
+                return None
+            alias, changes = at
+            found.append(f"{alias}.main.{quote(f'_changes__{view}')}")
+            since = changes.get(view)
+        return found if self._exist(found) else None
+
+    def _attach(self, build_id: str) -> tuple[str, dict] | None:
+        if build_id not in self.attached:
+            alias = f"skipped_{len(self.attached)}"
+            try:
+                self.source.execute(f"attach '{self.directory / f'{build_id}.duckdb'}' as {alias} (read_only)")
+                (changes,) = self.source.execute(f"select changes from {alias}.main._publication").fetchone()
+                self.attached[build_id] = (alias, json.loads(changes or "{}"))
+            except (duckdb.Error, OSError):  # pruned, or being pruned
+                self.attached[build_id] = None
+        return self.attached[build_id]
+
+    def _exist(self, tables: list[str]) -> bool:
+        try:
+            for table in tables:
+                self.source.execute(f"select 1 from {table} limit 0")
+        except duckdb.CatalogException:
+            return False
+        return True

@@ -178,12 +178,69 @@ def test_publications_by_built_batch_equal_the_marts(tmp_path: Path) -> None:
             other.close()
             continue
         conn.execute("insert into loader.builds values (?, true)", [build])
+        before = current_publication(directory)
         publication = publish(conn, directory, build, batch, tables, {}, keep=3, rewrite_every=25)
         conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
+        conn.execute(f"attach '{(before or publication).path(directory)}' as before (read_only)")
         try:
             assert _differences(conn, "orders") == 0, f"publication {batch} differs from the mart"
+            if before is None:
+                continue
+            # Its changes name every key whose row differs from the publication before it.
+            changes = conn.execute("select changes from published.main._publication").fetchone()[0]
+            assert f'"orders": "{before.build_id}"' in changes
+            unnamed = conn.execute(
+                "select count(*) from (select order_id from ((select * from "
+                "before.main.orders except select * from published.main.orders) "
+                "union all (select * from published.main.orders except "
+                "select * from before.main.orders))) "
+                "anti join published.main._changes__orders using (order_id)"
+            ).fetchone()[0]
+            assert unnamed == 0, f"publication {batch}: {unnamed} changed keys not named"
         finally:
             conn.execute("detach published")
+            conn.execute("detach before")
+
+
+def test_a_mart_rebuilt_whole_is_copied_whole_and_still_names_its_changes(tmp_path: Path) -> None:
+    """A build that rewrote most of a mart makes the publication copy it whole, and its changes still
+    name every key written and every key gone: readers apply them instead of comparing the table. So
+    does a new file, compared with the current publication."""
+    directory = tmp_path / "published"
+    conn = duckdb.connect(str(tmp_path / "work.duckdb"))
+    conn.execute("create schema marts")
+    conn.execute("create schema loader")
+    conn.execute("create table loader.builds (build_id varchar primary key, success boolean)")
+    conn.execute("create table marts.orders (order_id integer, status varchar, _built_batch bigint)")
+    conn.execute("insert into marts.orders select i, 'placed', 1 from range(1, 101) t(i)")
+    conn.execute("insert into loader.builds values ('b1', true), ('b2', true)")
+    publish(conn, directory, "b1", 1, {"orders": ["order_id"]}, {})
+    conn.execute("delete from marts.orders where order_id > 90")
+    conn.execute("update marts.orders set status = 'paid', _built_batch = 2 where order_id <= 60")
+    publication = publish(conn, directory, "b2", 2, {"orders": ["order_id"]}, {})
+    conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
+    assert _differences(conn, "orders") == 0
+    changes = conn.execute("select changes from published.main._publication").fetchone()[0]
+    assert '"orders": "b1"' in changes
+    named = conn.execute(
+        "select _deleted, count(*), min(order_id), max(order_id) from published.main._changes__orders "
+        "group by all order by all"
+    ).fetchall()
+    assert named == [(False, 60, 1, 60), (True, 10, 91, 100)]
+    conn.execute("detach published")
+    # A new file (`rewrite_every` reached) counts its changes from the current publication.
+    conn.execute("delete from marts.orders where order_id = 1")
+    conn.execute("update marts.orders set status = 'shipped', _built_batch = 3 where order_id = 2")
+    conn.execute("insert into loader.builds values ('b3', true)")
+    publication = publish(conn, directory, "b3", 3, {"orders": ["order_id"]}, {}, rewrite_every=1)
+    assert publication.increments == 0
+    conn.execute(f"attach '{publication.path(directory)}' as published (read_only)")
+    assert _differences(conn, "orders") == 0
+    assert '"orders": "b2"' in conn.execute("select changes from published.main._publication").fetchone()[0]
+    assert conn.execute("select order_id, _deleted from published.main._changes__orders order by all").fetchall() == [
+        (1, True),
+        (2, False),
+    ]
 
 
 def test_the_oldest_kept_publication_is_written_in_place(tmp_path: Path) -> None:
