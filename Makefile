@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test fixtures down status clean bench
+.PHONY: install demo test faults fixtures down status clean bench
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The fault suite: kill -9 and restarts of `mirador run`, Connect, Kafka and Postgres, the warehouse held
+# too long, an idle database, each under shop traffic, on a scratch stack of its own (tests/faults); about
+# 20 minutes. Recovery times go to .mirador/faults-report.json.
+faults: install
+	$(BIN)/pytest -m faults tests/faults
 
 # Every benchmark, then BENCHMARKS.md and its plots (docs/bench/) regenerated from what they measured.
 # Quick mode takes about a quarter of an hour on 2 cores; `make bench BENCH_MODE=full` runs the full sizes.
