@@ -51,7 +51,7 @@ SPECIAL_NULLS = {("arrays", "num_arr"), ("arrays", "dec_arr")}
 """Numeric arrays the connector sends as NULL when an element is NaN or an infinity."""
 
 
-def _lost(table: str, column: str, row: int | None, value, text: str | None) -> bool:
+def lost(table: str, column: str, row: int | None, value, text: str | None) -> bool:
     if (table, column) in SNAPSHOT_NULLS and value is None:
         return True
     if (table, column) in SPECIAL_NULLS and value is None and text and ("NaN" in text or "Infinity" in text):
@@ -83,21 +83,22 @@ def land(settings, steps: list[str]) -> Batch:
     return batch
 
 
-def raw_types(conn, table: str) -> dict[str, str]:
+def raw_types(conn, table: str, raw_table: str | None = None) -> dict[str, str]:
     return dict(
         conn.execute(
             "select column_name, data_type from duckdb_columns() where schema_name = 'raw' and table_name = ?",
-            [f"{type_tables.DATABASE}__{table}"],
+            [raw_table or f"{type_tables.DATABASE}__{table}"],
         ).fetchall()
     )
 
 
-def fold(conn, table: str) -> dict[tuple, dict]:
+def fold(conn, table: str, raw_table: str | None = None) -> dict[tuple, dict]:
     """The changelog folded to current rows, as staging does: by key, TOAST carried, deletes honoured."""
-    types = raw_types(conn, table)
+    raw_table = raw_table or f"{type_tables.DATABASE}__{table}"
+    types = raw_types(conn, table, raw_table)
     columns = [c for c in types if not c.startswith("_")]
     select = ", ".join([fetch_sql(c, types[c]) for c in columns] + ["_op", "_unavailable", "_old_key"])
-    result = conn.execute(f"select {select} from raw.{type_tables.DATABASE}__{table} order by _lsn, _offset")
+    result = conn.execute(f'select {select} from raw."{raw_table}" order by _lsn, _offset')
     names = [d[0] for d in result.description]
     state: dict[tuple, dict] = {}
     last: dict[tuple, dict] = {}
@@ -133,7 +134,7 @@ def test_every_cell_is_what_postgres_holds(loader_settings, upto):
                 for column, text in want.items():
                     if column in NOT_SENT.get(table, ()):
                         assert column not in types, (table, column)
-                    elif not _lost(table, column, first % 100, got[column], text):
+                    elif not lost(table, column, first % 100, got[column], text):
                         assert matches(column, types[column], got[column], text), (
                             table,
                             first,
