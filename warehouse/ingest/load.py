@@ -6,6 +6,7 @@ two overlap on two cores. Only one batch is ever in flight, which bounds memory 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from warehouse.exceptions import StageFailed, WarehouseError
+from warehouse.exceptions import StageFailed, TransientError, WarehouseError
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.consume import ChangeConsumer
@@ -21,6 +22,8 @@ from warehouse.ingest.decode import Batch, Decoder
 from warehouse.ingest.frames import ARROW_CHUNK, Work, convert, prepare
 from warehouse.ingest.land import Landed, Warehouse
 from warehouse.ingest.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,7 +90,7 @@ class Loader:
         try:
             while True:
                 if self.follow and time.monotonic() - discovered > self.settings.loader_discover_seconds:
-                    consumer.discover()
+                    self._rediscover()
                     discovered = time.monotonic()
                 batch = self._collect(lambda pending=pending: pending is not None and not pending[0].done())
                 if batch.messages:
@@ -119,6 +122,18 @@ class Loader:
             self.report.stopped = self.stop.is_set()
             self.progress.close(self.report)
         return self.report
+
+    def _rediscover(self) -> None:
+        """New topics, while following. Kafka away (a broker restarting) is no reason to stop: librdkafka
+        reconnects by itself, and the loader asks again at the next interval."""
+        try:
+            self.consumer.discover()
+        except TransientError:
+            log.warning(
+                "Kafka at %s did not answer listing its topics; still following, asking again in %.0fs",
+                self.settings.bootstrap_servers,
+                self.settings.loader_discover_seconds,
+            )
 
     def _collect(self, landing: Callable[[], bool]) -> Batch:
         """Fetch and decode until the batch is full by count, bytes or time, drained, or stopped.
