@@ -77,7 +77,7 @@ def test_fresh_while_running_then_stale_with_the_reason_once_it_stops(pipeline_e
         assert {"load", "build", "publish", "tests", "dead_letters", "written_at"} <= set(pipeline)
         assert pipeline["build"]["success"] and pipeline["tests"]["success"]
         assert pipeline["publish"]["through_batch"] <= pipeline["load"]["batch"]
-        assert report["dead_letters"] == {}
+        assert report["dead_letters"] == {} and isinstance(report["unmapped_columns"], dict)
         published = current_publication(home / "warehouse" / "published")
         assert report["publication"]["file"] == published.file and "error" not in report["publication"]
         assert report["publication"]["tested_through_batch"] is not None
@@ -120,6 +120,7 @@ def test_fresh_while_running_then_stale_with_the_reason_once_it_stops(pipeline_e
     assert code == FRESH, report["reason"]
     pipeline = report["pipeline"]["status"]
     assert pipeline["written_by"]["command"] == "mirador build" and pipeline["load"]["batch"] > stale_batch
+    assert isinstance(pipeline["dead_letters"], dict) and isinstance(pipeline["unmapped_columns"], dict)
     assert pipeline["publish"]["through_batch"] == pipeline["load"]["batch"] == pipeline["tests"]["through_batch"]
 
 

@@ -36,7 +36,7 @@ from warehouse.runtime.session import Session
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS_RECOUNT = 30.0
-"""Seconds after which `mirador run` counts the dead letters by topic again for its status file."""
+"""Seconds after which `mirador run` counts the dead letters and unmapped columns again for its status file."""
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Pipeline:
         if session is None:
             with Session(self.settings, "mirador build") as session:
                 cycle = self.build_and_publish(full_refresh=full_refresh, tests=tests, session=session)
-                self.record_status(session, "mirador build", cycle=cycle, tests=cycle.build, dead_letters=True)
+                self.record_status(session, "mirador build", cycle=cycle, tests=cycle.build, recount=True)
                 return cycle
         started = time.perf_counter()
         result = self.builder.build(session.connection, full_refresh=full_refresh, tests=tests)
@@ -128,13 +128,14 @@ class Pipeline:
                         if not tests_failed and time.monotonic() - tested_at >= self.settings.run_test_interval:
                             tested = self.test(session)
                             tested_at, tests_failed = time.monotonic(), not tested.success
-                        # dead letters counted again when the loader wrote some, and now and then (a replay)
+                        # the ledger's counts again when the loader wrote dead letters, and now and then (a
+                        # replay moves them; a batch may bring an unmapped column)
                         recount = (
                             dead_letters_seen != loader.report.dead_letters
                             or time.monotonic() - counted_at > DEAD_LETTERS_RECOUNT
                         )
                         self.record_status(
-                            session, "mirador run", cycle=cycle, tests=tested, load=loader.report, dead_letters=recount
+                            session, "mirador run", cycle=cycle, tests=tested, load=loader.report, recount=recount
                         )
                         if recount:
                             dead_letters_seen, counted_at = loader.report.dead_letters, time.monotonic()
@@ -179,15 +180,16 @@ class Pipeline:
         cycle: CycleReport | None = None,
         tests: BuildResult | None = None,
         load: LoadReport | None = None,
-        dead_letters: bool = False,
+        recount: bool = False,
     ) -> None:
-        """Rewrite the status file `mirador status` reads (sections of what ran; the others kept)."""
+        """Rewrite the status file `mirador status` reads (sections of what ran; the others kept);
+        `recount`: the dead letters by topic and the unmapped columns too, from the ledger."""
         built = cycle is not None and not cycle.build.skipped
         published = built and cycle.publication is not None and cycle.build.success
-        letters = None
-        if dead_letters:
+        letters = unmapped = None
+        if recount:
             with session.connection() as conn:
-                letters = status_file.dead_letters(conn)
+                letters, unmapped = status_file.dead_letters(conn), status_file.unmapped_columns(conn)
         status_file.record(
             status_file.location(self.settings),
             command,
@@ -196,6 +198,7 @@ class Pipeline:
             publish=status_file.publish_section(cycle.publication, cycle.publish_seconds) if published else None,
             tests=status_file.tests_section(tests) if tests is not None and not tests.skipped else None,
             dead_letters=letters,
+            unmapped_columns=unmapped,
         )
 
     @staticmethod

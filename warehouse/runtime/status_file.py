@@ -1,5 +1,5 @@
 """The pipeline's status file, `<home>/run/pipeline.json`: what its last load, build, publication and
-data tests did, and its dead letters by topic.
+data tests did, its dead letters by topic and the raw columns the loader could not map.
 
 `mirador status` reads it while `mirador run` holds the working file, so it never waits for the
 warehouse lock. `mirador run` rewrites it after each cycle, `mirador build` after its build and
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from warehouse import ledger
 from warehouse.configuration import WarehouseSettings
 
 if TYPE_CHECKING:
@@ -104,6 +105,14 @@ def dead_letters(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Dead letters in the working file, by topic."""
     rows = conn.execute("select topic, count(*) from loader.dead_letters group by topic order by topic").fetchall()
     return dict(rows)
+
+
+def unmapped_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Raw columns of a type the loader does not map (they hold JSON text): `table.column` -> its type."""
+    return {
+        f"{table}.{column}": f"{connect_type} (since batch {batch})"
+        for table, column, connect_type, batch in ledger.unmapped_columns(conn)
+    }
 
 
 def now() -> str:
