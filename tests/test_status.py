@@ -70,6 +70,7 @@ def test_fresh_while_running_then_stale_with_the_reason_once_it_stops(pipeline_e
         for service, state in report["services"].items():
             assert state["slot"]["active"] and state["slot"]["retained_bytes"] >= 0, service
             assert state["connector"]["state"] == "RUNNING" and set(state["connector"]["tasks"]) == {"RUNNING"}
+            assert state["connector"]["committed_commit_ts"] and state["connector"]["resnapshot"] is None, service
             assert state["lag"]["topics"] > 0 and state["lag"]["seconds"] < 30, service
             assert state["watermark"]["commit_ts"] and state["watermark"]["age_seconds"] < 60, service
         assert report["source"]["lsn"] and report["pipeline"]["running"] and report["pipeline"]["pid"] == run.pid

@@ -80,7 +80,7 @@ def connectors(stack: StackSettings, timeout: float, services: tuple[str, ...] =
         except urllib.error.HTTPError as err:
             if err.code != 404:
                 raise Unreachable("connect", f"Kafka Connect at {url} answered {err.code} for {name}") from None
-            found[service] = {"name": name, "state": None, "tasks": [], "trace": None}
+            found[service] = {"name": name, "state": None, "tasks": [], "trace": None, "resnapshot": None}
             continue
         except (OSError, ValueError) as err:
             reason = getattr(err, "reason", None) or err or type(err).__name__
@@ -91,25 +91,27 @@ def connectors(stack: StackSettings, timeout: float, services: tuple[str, ...] =
             "state": state["connector"]["state"],
             "tasks": [task["state"] for task in state["tasks"]],
             "trace": traces[0].strip().splitlines()[0] if traces else None,
-            "resnapshot": _resnapshot(url, name, timeout),
+            **_offsets(url, name, timeout),
         }
     return found
 
 
-def _resnapshot(url: str, name: str, timeout: float) -> dict | None:
-    """The incremental snapshot (`mirador resnapshot`) the connector's committed offsets say is running:
-    the tables still to read, the one being read first; None when none runs or the offsets say nothing."""
+def _offsets(url: str, name: str, timeout: float) -> dict:
+    """What the connector's committed source offsets say: the source commit it has read up to
+    (`committed_commit_ts`, flushed every 2 s) and the incremental snapshot (`mirador resnapshot`) running,
+    with the tables still to read, the one being read first (None when none runs)."""
     try:
         with urllib.request.urlopen(f"{url}/connectors/{name}/offsets", timeout=timeout) as response:
             offsets = json.load(response).get("offsets") or []
         offset = offsets[0]["offset"] if offsets else {}
         collections = json.loads(offset.get("incremental_snapshot_collections") or "[]")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # an older Connect without the offsets endpoint, or a worker busy rebalancing
+    except (OSError, ValueError, KeyError, TypeError):  # an older Connect, or a worker rebalancing
+        return {"committed_commit_ts": None, "resnapshot": None}
+    micros = offset.get("ts_usec")
+    committed = None if not isinstance(micros, int) else datetime.fromtimestamp(micros / 1e6, UTC)
     tables = [c["incremental_snapshot_collections_id"] for c in collections if isinstance(c, dict)]
-    if not tables:
-        return None
-    return {"tables": tables, "signal_id": offset.get("incremental_snapshot_correlation_id")}
+    resnapshot = {"tables": tables, "signal_id": offset.get("incremental_snapshot_correlation_id")}
+    return {"committed_commit_ts": _iso(committed), "resnapshot": resnapshot if tables else None}
 
 
 def consumer_lag(settings: StatusSettings, timeout: float) -> dict[str, dict]:

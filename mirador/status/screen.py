@@ -15,8 +15,12 @@ def render(report: dict) -> str:
     lines = [_headline(report)]
     source = report["source"]
     commit = "-"
-    if source:
-        commit = _when(source["commit_ts"]) if source["commit_timestamps"] else "- (track_commit_timestamp off)"
+    if source and source["commit_timestamps"]:
+        commit = _when(source["commit_ts"])
+    else:  # without track_commit_timestamp: the newest commit a connector has read and committed
+        read = [(c or {}).get("committed_commit_ts") for c in (s["connector"] for s in report["services"].values())]
+        newest = max((stamp for stamp in read if stamp), default=None)
+        commit = f"{_when(newest)} as the connectors read it" if newest else "-"
     lines.append(
         f"checked {report['checked_at']} in {report['seconds']:.2f}s; source LSN "
         f"{source['lsn'] if source else '-'}, last commit {commit}"
