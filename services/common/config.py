@@ -63,6 +63,10 @@ class ServiceSettings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0)
     """Seconds to wait for the database at start-up before giving up."""
 
+    pool_timeout: float = Field(5.0, gt=0)
+    """Seconds a command waits for a free database connection before it is answered 503 (with the database
+    down, well before a client gives up)."""
+
     idempotency_ttl_hours: int = Field(24, ge=1)
     """Idempotency keys older than this are forgotten at start-up; a later retry then runs again."""
 

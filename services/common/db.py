@@ -63,7 +63,7 @@ async def open_pool(settings: ServiceSettings) -> AsyncConnectionPool:
         max_size=max(settings.pool_min_size, settings.pool_max_size),
         kwargs={"autocommit": True},
         name=f"mirador-{settings.service}",
-        timeout=settings.connect_timeout,
+        timeout=settings.pool_timeout,
         open=False,
     )
     await pool.open(wait=True, timeout=settings.connect_timeout)
