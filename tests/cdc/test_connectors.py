@@ -33,7 +33,7 @@ def test_settings_the_loader_relies_on(configs):
         assert config["publication.name"] == "mirador"
         assert config["publication.autocreate.mode"] == "disabled"
         # Exact decimals with NaN and infinities, their precision and scale from the source type
-        # (docs/adr/0025-string-decimals-and-every-type.md); intervals keep months and days apart.
+        # (docs/adr/0029-string-decimals-and-every-type.md); intervals keep months and days apart.
         assert config["decimal.handling.mode"] == "string"
         assert "NUMERIC" in config["datatype.propagate.source.type"]
         assert config["interval.handling.mode"] == "string"
