@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.warehouse.captures import messages
+import json
+
+from tests.warehouse.captures import FIXTURES, as_message, messages
 from warehouse.ingest.catalog import Catalog
 from warehouse.ingest.configuration import LoaderSettings
 from warehouse.ingest.decode import Batch, Decoder
@@ -36,3 +38,21 @@ def test_a_refused_logical_type_dead_letters_every_change_of_its_table():
 def test_lifted_it_refuses_nothing():
     batch = _decode(frozenset())
     assert not batch.dead and batch.events == 4
+
+
+def test_a_refused_element_type_names_the_array_and_spares_other_tables():
+    """JSON names float32 `float`; refusing either name refuses real columns and real[] elements."""
+    records = [json.loads(line) for line in (FIXTURES / "types" / "snapshot.jsonl").read_text().splitlines()]
+    batch = Batch()
+    Decoder(Catalog(), refuse=frozenset({"float32"})).decode([as_message(r) for r in records], batch)
+    reasons = {d.topic.rsplit(".", 1)[1]: d.reason for d in batch.dead}
+    assert reasons == {
+        "numbers": "field 'real_col' has type 'float32', refused by MIRADOR_LOADER_REFUSE_TYPES",
+        "arrays": "field 'real_arr[]' has type 'float32', refused by MIRADOR_LOADER_REFUSE_TYPES",
+    }
+    assert {g.schema.table for g in batch.groups.values()} == {
+        "fixtures_types__texts",
+        "fixtures_types__times",
+        "fixtures_types__others",
+        "fixtures_types__keys",
+    }
