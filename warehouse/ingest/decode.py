@@ -326,7 +326,13 @@ class Decoder:
                     columns.append((f["field"], unmapped_column(f["field"])))
                     unmapped[f["field"]] = describe(f)
             self.catalog.admit(table, columns)
-        except (PoisonMessage, IncompatibleSchema) as err:
+        except IncompatibleSchema as err:
+            # an unmapped type's JSON text cannot go into a column that held a mapped one: say which type
+            unmapped_named = [
+                f"field {n!r} has Connect type {k!r}, which the loader does not map" for n, k in unmapped.items()
+            ]
+            return TableSchema(raw, table, [], None, problem="; ".join([err.reason, *unmapped_named]))
+        except PoisonMessage as err:
             return TableSchema(raw, table, [], None, problem=err.reason)
         for name, kind in unmapped.items():
             log.warning("raw.%s.%s: the loader does not map %s; the column lands as its JSON text", table, name, kind)
