@@ -143,3 +143,12 @@ def test_catalog_refuses_incompatible_changes_without_changing_anything():
 def test_raw_table_names():
     assert raw_table_name("orders.public.order_lines") == "orders__order_lines"
     assert raw_table_name("orders.mirador.heartbeat") == "orders__mirador__heartbeat"
+
+
+def test_numeric_intervals_land_as_debezium_folded_them():
+    """interval.handling.mode=numeric: '1 mon' arrives as 2,629,800,000,000 us (30.4375 days), not a month."""
+    column = column_type({"type": "int64", "name": "io.debezium.time.MicroDuration", "field": "i"})
+    with duckdb.connect() as conn:
+        conn.register("landing", pa.table({"i": column.to_arrow([2_629_800_000_000, None])}))
+        sql = column.sql.format(c="i")
+        assert conn.execute(f"select {sql}::varchar from landing").fetchall() == [("730:30:00",), (None,)]
