@@ -16,8 +16,9 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 from confluent_kafka.admin import AdminClient
 from psycopg.rows import dict_row
 
-from cdc import postgres
+from cdc import connect, postgres
 from cdc.config import SERVICES, StackSettings
+from cdc.processes import port_in_use
 from mirador.status.configuration import StatusSettings
 
 
@@ -69,8 +70,9 @@ def source(stack: StackSettings, timeout: float) -> dict:
 
 
 def connectors(stack: StackSettings, timeout: float, services: tuple[str, ...] = SERVICES) -> dict[str, dict]:
-    """Per service, its connector's state and its tasks' (state None: not registered)."""
-    url = stack.connect_rest_url
+    """Per service, its connector's state and its tasks' (state None: not registered). Any worker of the
+    group answers for all: the first that listens is asked, so one worker down is not Connect down."""
+    url = _connect_url(stack)
     found: dict[str, dict] = {}
     for service in services:
         name = f"mirador-{service}"
@@ -94,6 +96,13 @@ def connectors(stack: StackSettings, timeout: float, services: tuple[str, ...] =
             **_offsets(url, name, timeout),
         }
     return found
+
+
+def _connect_url(stack: StackSettings) -> str:
+    if stack.connect_url:
+        return stack.connect_rest_url
+    asked = connect.workers(stack)
+    return next((w.url for w in asked if port_in_use("127.0.0.1", w.port)), asked[0].url)
 
 
 def _offsets(url: str, name: str, timeout: float) -> dict:
