@@ -30,7 +30,7 @@ test: install
 
 # The fault suite: kill -9 and restarts of `mirador run`, Connect, Kafka and Postgres, the warehouse held
 # too long, an idle database, each under shop traffic, on a scratch stack of its own (tests/faults); about
-# 20 minutes. Recovery times go to .mirador/faults-report.json.
+# 10 minutes on a quiet machine (40 when others load it). Recovery times go to .mirador/faults-report.json.
 faults: install
 	$(BIN)/pytest -m faults tests/faults
 

@@ -23,7 +23,7 @@ from cdc import postgres, stack
 from cdc.config import SERVICES, StackSettings
 from mirador.home import PROJECT_ROOT
 from tests.faults.live import Live, Scratch
-from tests.ports import free_ports
+from tests.ports import free_port_run, free_ports
 from tests.warehouse.commands import MIRADOR
 
 REPORT = PROJECT_ROOT / ".mirador" / "faults-report.json"
@@ -33,7 +33,8 @@ RESULTS: list[dict] = []
 @pytest.fixture(scope="session")
 def scratch() -> Iterator[Scratch]:
     home = PROJECT_ROOT / ".mirador" / f"faults-{uuid.uuid4().hex[:8]}"
-    pg, kafka, controller, connect, *service_ports = free_ports(4 + len(SERVICES))
+    pg, kafka, controller, *service_ports = free_ports(3 + len(SERVICES))
+    connect = free_port_run(2)  # a second worker takes the next port (test_connect_cluster.py)
     ports = {"pg_port": pg, "kafka_port": kafka, "kafka_controller_port": controller, "connect_port": connect}
     jars = StackSettings().jars
     settings = StackSettings(home=home, jars_dir=jars, pg_dsn=None, kafka_bootstrap=None, connect_url=None, **ports)
@@ -66,6 +67,7 @@ def scratch() -> Iterator[Scratch]:
 @pytest.fixture
 def live(scratch: Scratch, request: pytest.FixtureRequest) -> Iterator[Live]:
     """`mirador run` and shop traffic on the scratch stack; stopped (by PID) whatever the test did."""
+    scratch.stack_up()  # each scenario starts from a whole stack, whatever the last one left
     running = Live(scratch, request.node.name)
     try:
         yield running
