@@ -324,12 +324,10 @@ def _prepare_database(conn: psycopg.Connection, owner: str, cdc: sql.Identifier)
     for statement in (
         sql.SQL("create schema if not exists {} authorization {}").format(schema, own),
         sql.SQL("create table if not exists {} (id int primary key, beat_at timestamptz not null)").format(heartbeat),
-        sql.SQL("alter table {} owner to {}").format(heartbeat, own),
         # The shape Debezium requires; its watermark ids are a UUID and a suffix (42 characters at most).
         sql.SQL(
             "create table if not exists {} (id varchar(42) primary key, type varchar(32) not null, data varchar(2048))"
         ).format(signal),
-        sql.SQL("alter table {} owner to {}").format(signal, own),
         sql.SQL("grant usage on schema public, {} to {}").format(schema, cdc),
         sql.SQL("grant select on all tables in schema public to {}").format(cdc),
         sql.SQL("alter default privileges for role {} in schema public grant select on tables to {}").format(own, cdc),
@@ -338,6 +336,14 @@ def _prepare_database(conn: psycopg.Connection, owner: str, cdc: sql.Identifier)
         sql.SQL("grant insert on {} to {}").format(signal, cdc),
     ):
         conn.execute(statement)
+    # Only when it is not so already: the exclusive lock would wait for any open transaction that read the
+    # table (a connector's snapshot, a heartbeat), and `stack up` runs again on a running stack.
+    for table in (heartbeat, signal):
+        held_by = conn.execute(
+            "select pg_get_userbyid(relowner) from pg_class where oid = %s::regclass", (table.as_string(conn),)
+        ).fetchone()[0]
+        if held_by != owner:
+            conn.execute(sql.SQL("alter table {} owner to {}").format(table, own))
     if not conn.execute(PUBLICATION_EXISTS, (PUBLICATION,)).fetchone():
         # FOR TABLES IN SCHEMA needs a superuser, which is why Debezium does not create it.
         conn.execute(
