@@ -534,7 +534,8 @@ def test_an_order_placed_on_the_page_becomes_its_row(browser, page_port, pipelin
             assert run.poll() is None, run_log.read_text()[-3000:]
             time.sleep(0.5)
         api = ReadApi(home / "page", published, json.dumps([f"http://127.0.0.1:{page_port}"]), port=page_port, env=env)
-        api.wait_for_build(current_publication(published).build_id)
+        # The first copy holds every row the stack's topics hold (all earlier sessions' on a shared one).
+        api.wait_for_build(current_publication(published).build_id, timeout=180)
 
         open_page(browser, f"{api.url}/?orders={urls['orders']}")
         # This scratch shop holds only the test's rows: the filtered tables may look as they did before.
