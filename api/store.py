@@ -249,7 +249,7 @@ class Refresher:
             ).fetchall()
         ]
         positions = [i for i, c in enumerate(view.columns) if c.name in view.primary_key]
-        return self._write(view, seq, upserted, gone, positions, stored_keys=True)
+        return self._write(view, seq, upserted, gone, positions)
 
     def _apply_whole(self, source: duckdb.DuckDBPyConnection, view: View, seq: int) -> tuple[int, int]:
         rows = self._rows(source, view)
@@ -259,7 +259,7 @@ class Refresher:
         if not present:
             return self._insert(view, seq, rows, positions)
         incoming = {tuple(view.columns[i].stored(row[i]) for i in positions) for row in rows}
-        return self._write(view, seq, rows, [k for k in present if k not in incoming], positions, stored_keys=True)
+        return self._write(view, seq, rows, [k for k in present if k not in incoming], positions)
 
     def _insert(self, view: View, seq: int, rows: list[tuple], positions: list[int]) -> tuple[int, int]:
         """Rows into an empty table (the first publication, a new schema): no row to compare with, so in
@@ -287,10 +287,8 @@ class Refresher:
         upserted: list[tuple],
         gone: list[tuple],
         positions: list[int],
-        *,
-        stored_keys: bool = False,
     ) -> tuple[int, int]:
-        """Rows changed, and rows added less rows deleted."""
+        """Rows changed, and rows added less rows deleted; `gone` holds keys as the copy stores them."""
         db, table = self.conn, table_of(view.name)
         key_columns = [view.columns[i] for i in positions]
         match = " and ".join(f"{quote(c.name)} = ?" for c in key_columns)
@@ -322,7 +320,7 @@ class Refresher:
             changed += 1
             added += before is None
         for key_row in gone:
-            key = list(key_row) if stored_keys else [c.stored(v) for c, v in zip(key_columns, key_row)]
+            key = list(key_row)
             before = db.execute(select, key).fetchone()
             if before is None:
                 continue
