@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -84,6 +85,9 @@ class Refresher:
         self.published, self.keep = published, keep
         self.conn = connect(serving)
         self.conn.executescript(SCHEMA)
+        self.duck = duckdb.connect()
+        """Each publication is attached to this in-memory instance while it is applied: attaching a
+        file takes ~1 ms where opening an instance on it and closing it took 35-75 ms."""
         self.applied: dict[str, str] = {}
         """How the last publication applied reached each view (for the log)."""
 
@@ -121,7 +125,7 @@ class Refresher:
                 )
             return latest[0]
         started = time.perf_counter()
-        with duckdb.connect(str(publication.path(self.published)), read_only=True) as source:
+        with self._attached(publication.path(self.published)) as source:
             changed = self._apply(source, publication, watermark, latest[1] if latest else None)
         log.info(
             "serving %s: %d rows changed in %.1f ms (%s)",
@@ -131,6 +135,22 @@ class Refresher:
             ", ".join(f"{v} {how}" for v, how in self.applied.items()),
         )
         return self.latest()[0]
+
+    @contextmanager
+    def _attached(self, path: Path):
+        """`self.duck` with the publication at `path` attached read-only and in use (the tables it names
+        without a database are the publication's); detached after, with the skipped ones `_Chain` attached."""
+        duck = self.duck
+        try:
+            duck.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as publication (read_only)")
+            duck.execute("use publication")
+            yield duck
+        finally:
+            duck.execute("use memory")
+            for (name,) in duck.execute(
+                "select database_name from duckdb_databases() where not internal and database_name <> 'memory'"
+            ).fetchall():
+                duck.execute(f"detach {quote(name)}")
 
     def _apply(
         self, source: duckdb.DuckDBPyConnection, publication: Publication, watermark: str, held: str | None
@@ -357,7 +377,8 @@ class _Chain:
         if build_id not in self.attached:
             alias = f"skipped_{len(self.attached)}"
             try:
-                self.source.execute(f"attach '{self.directory / f'{build_id}.duckdb'}' as {alias} (read_only)")
+                path = str(self.directory / f"{build_id}.duckdb").replace("'", "''")
+                self.source.execute(f"attach '{path}' as {alias} (read_only)")
                 (changes,) = self.source.execute(f"select changes from {alias}.main._publication").fetchone()
                 self.attached[build_id] = (alias, json.loads(changes or "{}"))
             except (duckdb.Error, OSError):  # pruned, or being pruned
