@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 
+import duckdb
 import orjson
+import pytest
 
 from api.store import Refresher, table_of
 from tests.api.conftest import CATALOG, ScratchWarehouse
@@ -156,6 +158,9 @@ def test_a_copy_that_skipped_publications_follows_their_changes(tmp_path):
                 k: v["customer_id"] for k, v in mart_rows(warehouse).items()
             }, round_
             assert refresher.applied["orders_with_invoices"] == "by the changes of 3 publications"
+            # every publication file it read is let go once the refresh is over, so it can be pruned
+            attached = refresher.duck.execute("select database_name from duckdb_databases() where not internal")
+            assert [name for (name,) in attached.fetchall()] == ["memory"], round_
     for _ in range(6):  # more than the publications kept: the chain from the copy is gone
         warehouse.upsert([{"order_id": "o001", "customer_id": f"c{_}x"}])
         warehouse.publish()
@@ -184,3 +189,30 @@ def test_a_row_added_and_deleted_between_a_base_and_its_publication_goes(tmp_pat
     assert set(served_rows(refresher)) == set(mart_rows(warehouse))
     assert served_rows(refresher)["o007"]["customer_id"] == "c3"
     assert refresher.applied["orders_with_invoices"].startswith("by the changes"), refresher.applied
+
+
+def test_a_publication_file_that_cannot_be_read_fails_one_refresh_only(tmp_path):
+    """The current publication's file gone (pruned under the refresher): that refresh fails, nothing is
+    left attached, and the next publication is applied by its changes."""
+    warehouse = ScratchWarehouse(tmp_path)
+    refresher = Refresher(warehouse.published, tmp_path / "serving.sqlite")
+    warehouse.upsert([{"order_id": f"o{i}", "customer_id": "c0"} for i in range(20)])
+    warehouse.publish()
+    refresher.refresh()
+    warehouse.upsert([{"order_id": "o1", "customer_id": "c1"}])
+    warehouse.publish()
+    current = publishing.current_publication(warehouse.published)
+    saved = current.path(warehouse.published).read_bytes()
+    current.path(warehouse.published).unlink()
+    with pytest.raises(duckdb.Error):
+        refresher.refresh()
+    attached = refresher.duck.execute("select database_name from duckdb_databases() where not internal")
+    assert [name for (name,) in attached.fetchall()] == ["memory"]
+    current.path(warehouse.published).write_bytes(saved)
+    warehouse.upsert([{"order_id": "o2", "customer_id": "c2"}])
+    warehouse.publish()
+    refresher.refresh()
+    assert refresher.applied["orders_with_invoices"] == "by the changes of 2 publications"
+    assert {k: v["customer_id"] for k, v in served_rows(refresher).items()} == {
+        k: v["customer_id"] for k, v in mart_rows(warehouse).items()
+    }
