@@ -53,13 +53,14 @@ class Pipeline:
         # New topics appear when the connectors register: look for them every second, not every ten.
         self.env = {**scratch.env, "MIRADOR_LOADER_DISCOVER_SECONDS": "1"}
 
-    def start(self, name: str, *argv: str) -> None:
+    def start(self, name: str, *argv: str, env: dict | None = None) -> None:
+        """`mirador *argv` as `name`, with `env` added to the bench's environment."""
         log = self.scratch.home / "logs" / f"bench-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out:
             self.processes[name] = subprocess.Popen(
                 [BIN / "mirador", *argv],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -87,7 +88,7 @@ class Pipeline:
                 raise RuntimeError(f"mirador {name} stopped (exit {process.returncode}):\n{self.log(name)[-3000:]}")
 
     def stop(self) -> None:
-        for name in ("run", "serve"):
+        for name in list(self.processes):
             if (process := self.processes.pop(name, None)) and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:

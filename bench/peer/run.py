@@ -10,6 +10,7 @@ On one scratch stack (bench/scratch.py), one after the other:
    (bench/peer/workload.py); every 10th is read back through `mirador serve` with read-your-writes
    (commit -> view); then `--burst` rows as fast as Postgres takes them (rows/s to raw and to the view).
    Commit -> raw is each row's `_loaded_at` in the raw table less its source commit time (`_commit_ts`).
+   Then the same steady inserts with `mirador load --follow` alone, the peer's job: raw rows, no builds.
 3. The connectors paused, the peer (bench/peer/dbz_dlt.py, in `.venv-peer-dbz`, made here when missing):
    its snapshot of the same `customers` table (`initial_only`; `--peer-snapshot-cap` seconds at most,
    then rows/s over what it loaded), then a streaming-only engine on a new slot (`no_data`) under the same
@@ -111,6 +112,29 @@ def raw_loaded(scratch: ScratchStack, prefix: str) -> dict[str, tuple[float, flo
             [f"{prefix}%"],
         ).fetchall()
     return {email: (commit, loaded) for email, commit, loaded in rows}
+
+
+def loader_stream(scratch: ScratchStack, pipeline: Pipeline, rate: float, duration: float) -> dict:
+    """mirador's loader doing the peer's whole job: `mirador load --follow` alone, landing raw without
+    builds (batches closed every 0.2 s, as `mirador run` closes them), under the same steady inserts."""
+    prefix = f"ldr-{os.urandom(3).hex()}-"
+    pipeline.start("load", "load", "--follow", "--no-progress", env={"MIRADOR_LOADER_BATCH_SECONDS": "0.2"})
+    time.sleep(5)  # caught up with what `mirador run` left, and following
+    load = machine()["loadavg"]
+    committed = asyncio.run(workload.stream(scratch.dsn("customers"), prefix, rate, duration))
+    time.sleep(3)
+    pipeline.check()
+    pipeline.stop()  # the file is the loader's while it follows
+    raw = raw_loaded(scratch, prefix)
+    latencies = [raw[e][1] - raw[e][0] for e in committed if e in raw]
+    return {
+        "rate": rate,
+        "sent": len(committed),
+        "landed": len(latencies),
+        "load_before": load,
+        "commit_to_raw": percentiles(latencies),
+        "raw_latencies": latencies,
+    }
 
 
 class Peer:
@@ -321,6 +345,9 @@ def main() -> None:
             f"writes)\nmirador commit -> view  {describe(to_view_poll)} (polling)",
             flush=True,
         )
+
+        result["mirador_loader_stream"] = alone = loader_stream(scratch, pipeline, args.rate, args.duration)
+        print(f"mirador commit -> raw   {describe(alone['raw_latencies'])} (`mirador load --follow` alone)", flush=True)
 
         scratch.pause()  # the peer runs alone: Connect no longer reads the WAL
         result["peer_snapshot"] = peer_snapshot(python, scratch, args.peer_snapshot_cap)
