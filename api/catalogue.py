@@ -191,6 +191,8 @@ class View:
     default_order: list[tuple[str, bool]]
     """(column, descending) pairs."""
     description: str = ""
+    lookups: list[list[str]] = field(default_factory=list)
+    """Columns a front-end filters on that the model's `meta.indexed` names (each a column or a list)."""
     by_name: dict[str, Column] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -198,15 +200,14 @@ class View:
 
     @property
     def indexed(self) -> list[list[str]]:
-        """Indexes the serving copy keeps: the default order, and every `_id` column followed by the
-        default order, so a page filtered on one is read in order (not all its rows sorted)."""
+        """Indexes the serving copy keeps: the default order, and every `_id` column and every lookup
+        the model's `meta.indexed` names, each followed by the default order, so a page filtered on one
+        is read in order (not all its rows scanned, then sorted)."""
         order = [name for name, _ in self.default_order]
         indexes = [order] if order else []
-        indexes += [
-            [c.name, *(n for n in order if n != c.name)]
-            for c in self.columns
-            if c.name.endswith("_id") and [c.name] != self.primary_key
-        ]
+        leads = [[c.name] for c in self.columns if c.name.endswith("_id") and [c.name] != self.primary_key]
+        leads += [lookup for lookup in self.lookups if lookup not in leads]
+        indexes += [[*lead, *(n for n in order if n not in lead)] for lead in leads]
         return indexes
 
     def describe(self) -> dict:
@@ -230,4 +231,9 @@ def view_from(name: str, columns: list[tuple[str, str]], entry: dict, key: list[
         column, _, direction = str(item).partition(" ")
         if column in names:
             order.append((column, direction.strip().lower() == "desc"))
-    return View(name, served, [k for k in key if k in names], order, entry.get("description", ""))
+    lookups = []
+    for item in meta.get("indexed") or []:
+        lookup = [str(c) for c in item] if isinstance(item, list) else [str(item)]
+        if lookup and all(c in names for c in lookup):
+            lookups.append(lookup)
+    return View(name, served, [k for k in key if k in names], order, entry.get("description", ""), lookups)

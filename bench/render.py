@@ -74,8 +74,10 @@ def freshness(run: dict | None, results: Path, plot_dir: Path, rel: str) -> list
         run,
         "Shop traffic at each rate through the four services; probe customers registered 5 times a "
         "second and read back through `mirador serve` by a client, both ways the API offers: a "
-        "read-your-writes GET naming the `position.lsn` of the command's answer, and plain GETs every "
-        "50 ms. Commit is the source commit time Debezium carries (`source.ts_us`).",
+        "read-your-writes GET naming the `position.lsn` of the command's answer, and, for every fifth "
+        "probe, plain GETs every 50 ms (polling every probe loaded the API and the client more than the "
+        "traffic measured; the client's own CPU is listed below). Commit is the source commit time "
+        "Debezium carries (`source.ts_us`).",
     )
     data = _json(results, "freshness")
     if not data:

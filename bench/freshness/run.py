@@ -8,8 +8,8 @@ With the stack up, it starts the four services, catches the warehouse up with th
 Once the run replays its builds and data tests under that traffic (`--warm-up`: before, dbt runs them
 and records what replays), probe customers are registered `--probes` times a second through the
 customers service. Each probe is read back as a client would, both ways the API offers: a
-read-your-writes GET naming the `position.lsn` of the command's answer (held until it is served), and
-plain GETs every 50 ms. For each probe: its source commit time (Debezium's `source.ts_us`, landed as
+read-your-writes GET naming the `position.lsn` of the command's answer (held until it is served), and,
+for every `--poll-every`-th probe, plain GETs every 50 ms. For each probe: its source commit time (Debezium's `source.ts_us`, landed as
 `_commit_ts`), when the loader landed it in `raw` (`_loaded_at`), when the first publication holding it
 was switched in (`published_at`), and when each GET returned its row. Prints p50/p95/p99 of each
 latency from the commit side by side (landing in raw is the floor the views are built on), and from

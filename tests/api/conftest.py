@@ -85,7 +85,7 @@ class ScratchWarehouse:
         for order_id in order_ids:
             self.conn.execute("delete from marts.orders_with_invoices where order_id = ?", [order_id])
 
-    def publish(self, watermark: dict | None = None) -> str:
+    def publish(self, watermark: dict | None = None, catalog: dict | None = None) -> str:
         build_id = f"b{self.batch:05d}-{uuid.uuid4().hex[:6]}"
         self.conn.execute(
             "insert into loader.builds values (?, now(), now(), ?, '', true, 0, true)", [build_id, self.batch]
@@ -97,7 +97,7 @@ class ScratchWarehouse:
             self.batch,
             {"orders_with_invoices": ["order_id"], "order_lines": ["order_id", "line_no"]},
             watermark or {"orders": {"lsn": self.batch * 100, "commit_ts": "2026-01-01T00:00:00+00:00"}},
-            catalog=CATALOG,
+            catalog=catalog or CATALOG,
         )
         return build_id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -9,7 +10,7 @@ import duckdb
 import orjson
 import pytest
 
-from api.store import Refresher, table_of
+from api.store import Refresher, quote, table_of
 from tests.api.conftest import CATALOG, ScratchWarehouse
 from warehouse import publish as publishing
 
@@ -215,4 +216,47 @@ def test_a_publication_file_that_cannot_be_read_fails_one_refresh_only(tmp_path)
     assert refresher.applied["orders_with_invoices"] == "by the changes of 2 publications"
     assert {k: v["customer_id"] for k, v in served_rows(refresher).items()} == {
         k: v["customer_id"] for k, v in mart_rows(warehouse).items()
+    }
+
+
+def test_the_columns_a_model_names_in_meta_indexed_are_index_lookups(tmp_path):
+    """`meta.indexed` (a column, or a list of them) adds an index to the serving copy, each followed by
+    the default order: a filter on it reads the index, not the whole view. Added later, the table is
+    made anew, and stays exact."""
+    warehouse = ScratchWarehouse(tmp_path)
+    refresher = Refresher(warehouse.published, tmp_path / "serving.sqlite")
+    warehouse.upsert(
+        [{"order_id": f"o{i}", "customer_id": "c0", "status": "paid" if i % 3 else "placed"} for i in range(30)]
+    )
+    warehouse.publish()
+    refresher.refresh()
+    table = table_of("orders_with_invoices")
+    plan = " ".join(
+        str(r) for r in refresher.conn.execute(f"explain query plan select * from {table} where status = 'paid'")
+    )
+    assert "SCAN" in plan and "USING INDEX" not in plan
+
+    catalog = copy.deepcopy(CATALOG)
+    catalog["orders_with_invoices"]["meta"]["indexed"] = [
+        "status",
+        ["invoice_document_url", "is_paid"],
+        "no_such_column",
+    ]
+    warehouse.upsert([{"order_id": "o1", "customer_id": "c1", "status": "shipped"}])
+    warehouse.publish(catalog=catalog)
+    refresher.refresh()
+    indexes = {
+        name: [c for (_, _, c) in refresher.conn.execute(f"pragma index_info({quote(name)})")]
+        for (name,) in refresher.conn.execute(
+            "select name from sqlite_master where type = 'index' and tbl_name = 'view__orders_with_invoices'"
+        )
+    }
+    assert ["status", "placed_at", "order_id"] in indexes.values()
+    assert ["invoice_document_url", "is_paid", "placed_at", "order_id"] in indexes.values()
+    plan = " ".join(
+        str(r) for r in refresher.conn.execute(f"explain query plan select * from {table} where status = 'paid'")
+    )
+    assert "USING INDEX" in plan
+    assert {k: v["status"] for k, v in served_rows(refresher).items()} == {
+        k: v["status"] for k, v in mart_rows(warehouse).items()
     }
