@@ -35,11 +35,12 @@ faults: install
 	$(BIN)/pytest -m faults tests/faults
 
 # Every benchmark, then BENCHMARKS.md and its plots (docs/bench/) regenerated from what they measured.
-# Quick mode takes about a quarter of an hour on 2 cores; `make bench BENCH_MODE=full` runs the full sizes.
+# Quick mode takes about 10 minutes on 2 cores; `make bench BENCH_MODE=full` runs the full sizes.
 # The plots need matplotlib, kept out of the project's venv in $(BENCH_VENV).
 BENCH_MODE ?= quick
 BENCH_VENV ?= .venv-bench
 bench: install $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
 	$(BIN)/mirador stack up
 	$(BENCH_VENV)/bin/python bench/report.py --mode $(BENCH_MODE)
 

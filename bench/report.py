@@ -32,8 +32,8 @@ MARKER = (
 
 COMMANDS = {
     "quick": {
-        "freshness": "bench/freshness/run.py --rate 200 500 1000 --duration 30 --warm-up 180 --settle 10",
-        "peer": "bench/peer/run.py --customers 200000 --rate 200 --duration 30 --burst 20000 --peer-snapshot-cap 120 "
+        "freshness": "bench/freshness/run.py --rate 200 500 1000 --duration 20 --warm-up 180 --settle 10",
+        "peer": "bench/peer/run.py --customers 100000 --rate 200 --duration 20 --burst 10000 --peer-snapshot-cap 60 "
         "--visible-timeout 120",
         "loader": "bench/loader/run.py --events 200000 --repeats 1 --baseline-events 10000 --profile-events 20000",
         "services": "-m bench.services.bench_commands --seconds 5 --repeats 1",
