@@ -221,7 +221,13 @@ def _copy(
     ):
         for chunk in copy:
             out.write(chunk)
-    db.execute(f"create table {name} as select * from read_csv(?, header = true, all_varchar = true)", [str(path)])
+    # Postgres's CSV dialect, said rather than sniffed: the sniffer reads the first rows only, and a table
+    # whose first quoted value comes later was read unquoted. A quoted empty string stays one, not NULL.
+    db.execute(
+        f"create table {name} as select * from read_csv(?, header = true, all_varchar = true, delim = ',', "
+        "quote = '\"', escape = '\"', allow_quoted_nulls = false)",
+        [str(path)],
+    )
 
 
 def _compare(db: duckdb.DuckDBPyConnection, mart: str, key: str, query: str, out: list[Difference], limit: int) -> int:
