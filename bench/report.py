@@ -37,7 +37,7 @@ COMMANDS = {
         "--visible-timeout 120",
         "loader": "bench/loader/run.py --events 200000 --repeats 1 --baseline-events 10000 --profile-events 20000",
         "services": "-m bench.services.bench_commands --seconds 5 --repeats 1",
-        "build_cost": "bench/freshness/build_cost.py --sizes 33334 333334 --repeats 1",
+        "build_cost": "bench/freshness/build_cost.py --sizes 33334 333334 --repeats 2",
         "stream_cost": "bench/freshness/stream_cost.py --sizes 100000 1000000 --repeats 1",
         "api": "bench/api/run.py --quick",
     },

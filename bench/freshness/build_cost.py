@@ -153,7 +153,9 @@ def main() -> None:
             )
             print(
                 "  replayed, median per model: "
-                + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items()),
+                + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in row["models"].items())
+                if row["models"]
+                else "  replayed: none (the first two builds after the full one go through dbt to record)",
                 flush=True,
             )
     if len(rows) > 1:
