@@ -444,14 +444,14 @@ build_cost = printed(
     "build_cost",
     "A simulated orders service fills the raw changelog at each size (orders and twice as many "
     "lines); each repeat lands the same kind of random commands as one batch and builds it: "
-    "`dbt build`, the models replayed, and the publication..",
+    "`dbt build`, the models replayed, and the publication.",
     "",
 )
 stream_cost = printed(
     "Stock event stream against its length",
     "stream_cost",
     "Increase and decrease events with redeliveries and late events at each length, then the same "
-    "small change set landed as one batch and built with the models replayed..",
+    "small change set landed as one batch and built with the models replayed.",
     "",
 )
 
